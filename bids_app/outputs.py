@@ -301,7 +301,7 @@ def mark_participant_complete(
         "Status": "complete",
         "ConfigHash": config_hash,
         "Version": __version__,
-        "Finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "Finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "Files": sorted(str(f) for f in files),
     }
     return atomic_write_json(status_path(output_dir, subject), record)
@@ -452,7 +452,7 @@ def write_run_config(output_dir: str | os.PathLike, config_toml: str, run_uuid: 
     """Write ``logs/config-<UTC timestamp>_<uuid>.toml`` (unique per job) and return its path."""
     if not re.fullmatch(r"[0-9A-Za-z-]+", str(run_uuid)):
         raise ValueError(f"run_uuid must be alphanumeric with hyphens, got {run_uuid!r}")
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S")
     path = Path(output_dir) / "logs" / f"config-{stamp}_{run_uuid}.toml"
     return atomic_write_text(path, config_toml)
 
