@@ -39,6 +39,7 @@ LOGGER = logging.getLogger(__name__)
 BIDS_VERSION = "1.9.0"
 LOCK_NAME = ".strokedfc.lock"
 STAGING_DIR = ".strokedfc_staging"
+DFC_NAME_END = "_desc-dfc_boldmap.nii.gz"
 
 #: Naming entities of a BOLD run after sub/ses/task, in BIDS-schema order (short keys).
 RUN_ENTITY_ORDER = ("acq", "ce", "rec", "dir", "run", "echo", "flip", "inv", "mt", "part", "chunk")
@@ -252,6 +253,8 @@ def staged_outputs(output_dir: str | os.PathLike) -> Iterator[Path]:
     ``stage / "sub-01/func/<name>"``). When the block ends without an exception every staged
     file is moved to the same relative path under ``output_dir`` (``os.replace``, same file
     system); on any exception the staging directory is removed and ``output_dir`` is unchanged.
+    The 4D dfc maps (``*_desc-dfc_boldmap.nii.gz``, what the group level looks for) are moved
+    last, so their sidecars and brain masks are always in place first.
     """
     output_dir = Path(output_dir)
     root = output_dir / STAGING_DIR
@@ -259,7 +262,10 @@ def staged_outputs(output_dir: str | os.PathLike) -> Iterator[Path]:
     stage.mkdir(parents=True)
     try:
         yield stage
-        staged = sorted(p for p in stage.rglob("*") if p.is_file() or p.is_symlink())
+        staged = sorted(
+            (p for p in stage.rglob("*") if p.is_file() or p.is_symlink()),
+            key=lambda p: (p.name.endswith(DFC_NAME_END), str(p)),
+        )
         for src in staged:
             dest = output_dir / src.relative_to(stage)
             dest.parent.mkdir(parents=True, exist_ok=True)

@@ -179,6 +179,24 @@ def test_staged_outputs_publish_on_success(tmp_path):
     assert _leftovers(tmp_path) == []
 
 
+def test_staged_outputs_publish_dfc_maps_last(tmp_path, monkeypatch):
+    moved = []
+    real_replace = os.replace
+
+    def recording_replace(src, dst):
+        moved.append(Path(dst).name)
+        real_replace(src, dst)
+
+    names = ["a_desc-dfc_boldmap.nii.gz", "a_desc-dfc_boldmap.json", "z_desc-brain_mask.nii.gz"]
+    with outputs.staged_outputs(tmp_path) as stage:
+        for name in names:
+            (stage / "sub-01/func").mkdir(parents=True, exist_ok=True)
+            (stage / "sub-01/func" / name).write_bytes(b"x")
+        monkeypatch.setattr(outputs.os, "replace", recording_replace)
+    assert sorted(moved) == sorted(names)
+    assert moved[-1] == "a_desc-dfc_boldmap.nii.gz"
+
+
 def test_staged_outputs_leave_nothing_on_failure(tmp_path):
     with pytest.raises(RuntimeError, match="node crashed"):
         with outputs.staged_outputs(tmp_path) as stage:
