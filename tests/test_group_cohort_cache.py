@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 
 import nibabel as nib
 import numpy as np
@@ -146,6 +147,12 @@ def test_cache_content_index_and_access(study, tmp_path):
     np.testing.assert_array_equal(reopened.data, cache.data)
     pd.testing.assert_frame_equal(reopened.index, cache.index)
     np.testing.assert_allclose(reopened.affine, cohort.affine, atol=1e-6)
+    # pickles (DataLoader workers) by reference to the file, not by copying the data
+    blob = pickle.dumps(cache)
+    assert np.asarray(cache.data).tobytes() not in blob
+    clone = pickle.loads(blob)
+    assert isinstance(clone.data, np.memmap) and not clone.data.flags.writeable
+    np.testing.assert_array_equal(clone.vectors(rows), cache.vectors(rows))
     saved = nib.load(tmp_path / "cache" / "mask.nii.gz")
     np.testing.assert_array_equal(np.asarray(saved.dataobj) > 0, mask)
 

@@ -49,6 +49,18 @@ class GroupCache:
     index: pd.DataFrame
     data: np.memmap
 
+    def __getstate__(self) -> dict:
+        # Pickle (e.g. to DataLoader workers under "spawn") without copying the data.
+        state = self.__dict__.copy()
+        data = state.pop("data")
+        state["_data_spec"] = (str(data.filename), data.dtype.str, data.shape)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        filename, dtype, shape = state.pop("_data_spec")
+        self.__dict__.update(state)
+        self.data = np.memmap(filename, dtype=np.dtype(dtype), mode="r", shape=tuple(shape))
+
     @property
     def n_voxels(self) -> int:
         """Number of voxels in the cache mask."""
