@@ -245,35 +245,65 @@ def atomic_save_nifti(img: Any, path: str | os.PathLike) -> Path:
 
 
 # --------------------------------------------------------------------------- staging
+def new_stage(output_dir: str | os.PathLike, tag: str = "") -> Path:
+    """Create and return a fresh staging root under ``output_dir/.strokedfc_staging/``."""
+    root = Path(output_dir) / STAGING_DIR
+    name = f"{tag + '-' if tag else ''}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    stage = root / name
+    stage.mkdir(parents=True)
+    return stage
+
+
+def publish_stage(stage: str | os.PathLike, output_dir: str | os.PathLike) -> list[str]:
+    """Move every staged file to the same relative path under ``output_dir``; remove the stage.
+
+    The 4D dfc maps (``*_desc-dfc_boldmap.nii.gz``, what the group level looks for) are moved
+    last, so their sidecars and brain masks are always in place first.
+
+    Returns
+    -------
+    list of str
+        The published files, relative to ``output_dir``.
+    """
+    stage, output_dir = Path(stage), Path(output_dir)
+    staged = sorted(
+        (p for p in stage.rglob("*") if p.is_file() or p.is_symlink()),
+        key=lambda p: (p.name.endswith(DFC_NAME_END), str(p)),
+    )
+    published = []
+    for src in staged:
+        rel = src.relative_to(stage)
+        dest = output_dir / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dest)
+        published.append(str(rel))
+    discard_stage(stage)
+    return published
+
+
+def discard_stage(stage: str | os.PathLike) -> None:
+    """Remove a staging root (and the staging directory when no other job uses it)."""
+    stage = Path(stage)
+    shutil.rmtree(stage, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        stage.parent.rmdir()  # only when no other job is staging
+
+
 @contextlib.contextmanager
 def staged_outputs(output_dir: str | os.PathLike) -> Iterator[Path]:
     """Stage files in a hidden directory under ``output_dir``; publish them only on success.
 
     Yields a staging root that mirrors ``output_dir`` (write e.g.
     ``stage / "sub-01/func/<name>"``). When the block ends without an exception every staged
-    file is moved to the same relative path under ``output_dir`` (``os.replace``, same file
-    system); on any exception the staging directory is removed and ``output_dir`` is unchanged.
-    The 4D dfc maps (``*_desc-dfc_boldmap.nii.gz``, what the group level looks for) are moved
-    last, so their sidecars and brain masks are always in place first.
+    file is moved to the same relative path under ``output_dir`` (:func:`publish_stage`); on
+    any exception the staging directory is removed and ``output_dir`` is unchanged.
     """
-    output_dir = Path(output_dir)
-    root = output_dir / STAGING_DIR
-    stage = root / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    stage.mkdir(parents=True)
+    stage = new_stage(output_dir)
     try:
         yield stage
-        staged = sorted(
-            (p for p in stage.rglob("*") if p.is_file() or p.is_symlink()),
-            key=lambda p: (p.name.endswith(DFC_NAME_END), str(p)),
-        )
-        for src in staged:
-            dest = output_dir / src.relative_to(stage)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dest)
+        publish_stage(stage, output_dir)
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            root.rmdir()  # only when no other job is staging
+        discard_stage(stage)
 
 
 # --------------------------------------------------------------------------- status
