@@ -77,6 +77,11 @@ def timed(fn, *args, repeats: int = REPEATS) -> tuple[float, np.ndarray]:
     return statistics.median(times), result
 
 
+def _peak_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak * (1 if sys.platform == "darwin" else 1024) / 2**20  # bytes on macOS, else KiB
+
+
 def main() -> int:
     rng = np.random.default_rng(0)
     mask = brain_like_mask()
@@ -90,6 +95,7 @@ def main() -> int:
         return sliding_window_dfc(x, y, window_length=W, step=STEP, shape=TAPER)
 
     t_vec, z = timed(vectorised, voxels, seed)
+    peak_vec = _peak_mib()
     t_win, z_win = timed(loop_windows, voxels, seed)
     sub = voxels[:SUBSET]
     t_sub, z_sub = timed(loop_corrcoef, sub, seed, repeats=1)
@@ -103,9 +109,8 @@ def main() -> int:
         f"(timed on {SUBSET} voxels, {t_sub:.2f} s, scaled linearly to {n_vox})"
     )
     print(f"max |z difference| vs loops   : {err:.2e}")
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-    print(f"peak RSS (whole process)      : {peak_kb * scale / 2**20:8.1f} MiB")
+    print(f"peak RSS after vectorised runs: {peak_vec:8.1f} MiB (before any baseline ran)")
+    print(f"peak RSS (whole process)      : {_peak_mib():8.1f} MiB")
     print(
         f"(input {voxels.nbytes / 2**20:.0f} MiB, one z array {z.nbytes / 2**20:.0f} MiB; "
         "the baselines hold their own outputs too)"
