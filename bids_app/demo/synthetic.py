@@ -1,0 +1,435 @@
+"""Synthetic stroke rs-fMRI dataset: raw BIDS + fMRIPrep-shaped derivatives + lesion masks.
+
+All participants are simulated in a CANONICAL space where the lesion is in the left
+hemisphere; right-lesioned participants are then mirrored left-right (about world x = 0,
+on grids that are symmetric about x = 0) before writing. The planted truth is returned as
+:class:`GroundTruth` and written to ``<out_dir>/code/groundtruth.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from bids_app.demo import GroundTruth, ParticipantTruth, RunTruth
+from bids_app.demo import _signals as sig
+from bids_app.errors import InputError
+
+LOGGER = logging.getLogger("strokedfc.demo")
+
+#: Canonical (lesion-left) planted regions: name -> (centre MNI mm, radius mm).
+REGIONS = {
+    "seed": ((-38.0, -22.0, 56.0), 10.0),
+    "coupled_all": ((-40.0, -60.0, 40.0), 10.0),
+    "state_a": ((38.0, -22.0, 56.0), 10.0),
+    "state_b": ((10.0, 40.0, -10.0), 10.0),
+    "group": ((50.0, -60.0, 30.0), 10.0),
+}
+COUPLING_GROUP_SEVERE = 0.1
+SEVERE_MAX_FMA = 20
+LESION_CENTRE = (-25.0, -5.0, 10.0)
+SPIKE_MM = 3.0
+
+
+def symmetric_grid(resolution: float, y0: float, z0: float) -> tuple[tuple, np.ndarray]:
+    """RAS+ grid with an even number of columns centred on x = 0 (exact L-R flips).
+
+    Covers about x in [-96, 96], y in [y0, y0 + 228], z in [z0, z0 + 190] mm (an
+    fMRIPrep-like MNI box whose origin is off the 3 mm SPM lattice).
+    """
+    nx = 2 * max(1, round(96.0 / resolution))
+    shape = (nx, int(np.ceil(228.0 / resolution)) + 1, int(np.ceil(190.0 / resolution)) + 1)
+    affine = np.diag([resolution, resolution, resolution, 1.0])
+    affine[:3, 3] = [-(nx - 1) / 2.0 * resolution, y0, z0]
+    return shape, affine
+
+
+def grid_coords(shape: tuple, affine: np.ndarray) -> np.ndarray:
+    """World coordinates (mm) of every voxel centre, ``shape + (3,)``."""
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
+    return ijk @ affine[:3, :3].T + affine[:3, 3]
+
+
+def brain_mask(shape: tuple, affine: np.ndarray) -> np.ndarray:
+    """nilearn's MNI152 (2009a symmetric) brain mask on the grid, made exactly symmetric.
+
+    Falls back to an ellipsoid when the template cannot be loaded.
+    """
+    coords = grid_coords(shape, affine)
+    try:
+        from nilearn.datasets import load_mni152_brain_mask
+        from scipy.ndimage import map_coordinates
+
+        template = load_mni152_brain_mask(resolution=1)
+        vox = (coords - template.affine[:3, 3]) @ np.linalg.inv(template.affine[:3, :3]).T
+        values = map_coordinates(
+            np.asarray(template.dataobj, dtype=np.float32), np.moveaxis(vox, -1, 0), order=1
+        )
+        mask = values > 0.5
+    except Exception:  # noqa: BLE001 - offline/old nilearn: documented fallback
+        LOGGER.warning("MNI152 brain mask unavailable; using an ellipsoid")
+        radii = np.array([68.0, 86.0, 70.0])
+        mask = (((coords - [0.0, -18.0, 15.0]) / radii) ** 2).sum(axis=-1) <= 1.0
+    return mask | mask[::-1]
+
+
+def ball(coords: np.ndarray, centre, radii) -> np.ndarray:
+    """Voxels of ``coords`` inside an axis-aligned ellipsoid (a sphere for scalar radii).
+
+    The voxel nearest the centre is always included, so coarse grids never miss a region.
+    """
+    scaled = (coords - np.asarray(centre)) / np.asarray(radii, dtype=float)
+    dist = (scaled**2).sum(axis=-1)
+    inside = dist <= 1.0
+    inside.flat[int(np.argmin(dist))] = True
+    return inside
+
+
+def _plan_participants(rng: np.random.Generator, n: int) -> list[dict]:
+    """Demographics, severity, lesion side and lesion geometry of each participant."""
+    width = max(2, len(str(n)))
+    severe = rng.permutation(n) < (n + 1) // 2
+    right = rng.permutation(n) < n // 2
+    high_motion = int(rng.integers(max(n - 1, 1)))
+    plans = []
+    for i in range(n):
+        fma = int(rng.integers(0, SEVERE_MAX_FMA + 1) if severe[i] else rng.integers(21, 67))
+        side_text = rng.choice(["R", "R", "right", "Right"] if right[i] else ["L", "L", "left"])
+        jitter = rng.normal(0.0, 3.0, 3)
+        centre = np.add(LESION_CENTRE, jitter)
+        centre[0] = min(centre[0], -15.0)
+        radius = float(rng.uniform(6.0, 12.0))
+        plans.append(
+            {
+                "participant_id": f"sub-{i + 1:0{width}d}",
+                "ul_fma": fma,
+                "age": int(np.clip(np.rint(rng.normal(55.0, 10.0)), 25, 90)),
+                "sex": str(rng.choice(["M", "F"])),
+                "illness_duration": int(rng.integers(3, 25)),
+                "lesion_side": str(side_text),
+                "right": bool(right[i]),
+                "severe": bool(severe[i]),
+                "high_motion": i == high_motion,
+                "lesion_centre": tuple(float(round(c, 2)) for c in centre),
+                "lesion_radius": round(radius, 2),
+                "lesion_radii": tuple(radius * rng.uniform(0.85, 1.15, 3)),
+                "has_mask": i < n - 1 or n == 1,
+            }
+        )
+    return plans
+
+
+def _check_args(**values) -> None:
+    """Validate :func:`generate_dataset` arguments (ValueError naming the parameter)."""
+    limits = {
+        "n_participants": (1, 999),
+        "n_sessions": (0, 99),
+        "n_runs": (1, 99),
+        "n_dummy": (0, 1000),
+    }
+    for name, (low, high) in limits.items():
+        if not low <= values[name] <= high:
+            raise ValueError(f"{name} must be in [{low}, {high}], got {values[name]}")
+    if values["n_volumes"] - values["n_dummy"] < 10:
+        raise ValueError(f"n_volumes must exceed n_dummy by >= 10, got {values['n_volumes']}")
+    if not 0 < values["tr"] <= 20:
+        raise ValueError(f"tr must be in (0, 20] seconds, got {values['tr']}")
+    if not 1.0 <= values["resolution"] <= 12.0:
+        raise ValueError(f"resolution must be in [1, 12] mm, got {values['resolution']}")
+    if not 0 <= values["effect_size"] <= 1 - COUPLING_GROUP_SEVERE - 0.05:
+        raise ValueError(f"effect_size must be in [0, 0.85], got {values['effect_size']}")
+    if values["lesion_mask_style"] not in ("derivative", "atlas"):
+        style = values["lesion_mask_style"]
+        raise ValueError(f"lesion_mask_style must be 'derivative' or 'atlas', got {style!r}")
+
+
+def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Refuse a non-empty ``out_dir`` unless it is a previous demo and ``overwrite`` is set."""
+    import shutil
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("exists and is not a directory", out_dir)
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise InputError("directory is not empty (use --overwrite to replace it)", out_dir)
+        if not (out_dir / "code" / "groundtruth.json").is_file():
+            raise InputError("not a strokedfc demo dataset; refusing to delete it", out_dir)
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _write_json(path: Path, content: dict) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=2) + "\n")
+
+
+def _write_tsv(path: Path, table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(
+        path, sep="\t", index=False, na_rep="n/a", float_format="%.10g", lineterminator="\n"
+    )
+
+
+def _write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, *, tr=None, code=4) -> None:
+    """Write ``.nii.gz`` byte-reproducibly (gzip mtime 0, no file name in the header)."""
+    import gzip
+
+    import nibabel as nib
+
+    img = nib.Nifti1Image(data, affine)
+    img.set_sform(affine, code=code)
+    img.set_qform(affine, code=code)
+    if tr is not None:
+        img.header.set_zooms(img.header.get_zooms()[:3] + (tr,))
+    img.header.set_xyzt_units("mm", "sec")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(img.to_bytes(), compresslevel=4, mtime=0))
+
+
+def _bids_prefix(sub: str, ses: str | None, run: int | None) -> tuple[Path, str]:
+    """Folder (relative) and file-name prefix of a run: ``sub-X[_ses-Y]_task-rest[_run-N]``."""
+    folder = Path(sub) / (f"ses-{ses}" if ses else "") / "func"
+    prefix = sub + (f"_ses-{ses}" if ses else "") + "_task-rest" + (f"_run-{run}" if run else "")
+    return folder, prefix
+
+
+def _write_run(
+    out_dir: Path,
+    rng: np.random.Generator,
+    *,
+    prefix: tuple[Path, str],
+    bold: np.ndarray,
+    affine: np.ndarray,
+    mask: np.ndarray,
+    confounds,
+    space: str,
+    tr: float,
+) -> None:
+    """Raw placeholder BOLD and the fMRIPrep derivatives of one run."""
+    folder, name = prefix
+    n_t = bold.shape[-1]
+    raw_affine = np.diag([24.0, 24.0, 24.0, 1.0])
+    raw_affine[:3, 3] = -84.0
+    raw = np.rint(1000 + 10 * rng.standard_normal((8, 8, 8, n_t))).astype(np.int16)
+    _write_nifti(out_dir / folder / f"{name}_bold.nii.gz", raw, raw_affine, tr=tr, code=1)
+    _write_json(out_dir / folder / f"{name}_bold.json", {"RepetitionTime": tr, "TaskName": "rest"})
+    prep = out_dir / "derivatives" / "fmriprep" / folder
+    stem = f"{name}_space-{space}"
+    _write_nifti(prep / f"{stem}_desc-preproc_bold.nii.gz", bold, affine, tr=tr)
+    meta = {"RepetitionTime": tr, "SkullStripped": True, "TaskName": "rest"}
+    _write_json(prep / f"{stem}_desc-preproc_bold.json", meta)
+    _write_nifti(prep / f"{stem}_desc-brain_mask.nii.gz", mask.astype(np.uint8), affine)
+    _write_json(prep / f"{stem}_desc-brain_mask.json", {"Type": "Brain"})
+    _write_tsv(prep / f"{name}_desc-confounds_timeseries.tsv", confounds)
+    _write_json(prep / f"{name}_desc-confounds_timeseries.json", sig.confounds_sidecar(confounds))
+
+
+def _lesion_path(out_dir: Path, sub: str, style: str) -> Path:
+    """Where a participant's lesion mask goes (BIDS-derivative or ATLAS R2.0 naming)."""
+    anat = out_dir / "derivatives" / "lesions" / sub / "anat"
+    if style == "atlas":
+        return anat / f"{sub}_space-MNI152NLin2009aSym_label-L_desc-T1lesion_mask.nii.gz"
+    return anat / f"{sub}_space-MNI152NLin2009cAsym_label-lesion_mask.nii.gz"
+
+
+def _write_static(out_dir: Path, plans: list[dict], *, tr: float, style: str) -> None:
+    """Dataset-level files: descriptions, README, participants table and task sidecar."""
+    import pandas as pd
+
+    from bids_app.__about__ import __url__, __version__
+
+    gen = {"Name": "strokedfc-demo-data", "Version": __version__, "CodeURL": __url__}
+    _write_json(
+        out_dir / "dataset_description.json",
+        {"Name": "strokedfc synthetic stroke rs-fMRI demo", "BIDSVersion": "1.9.0",
+         "DatasetType": "raw", "License": "CC0", "GeneratedBy": [gen]},
+    )  # fmt: skip
+    (out_dir / "README").write_text(
+        "Synthetic resting-state fMRI of stroke patients generated by strokedfc-demo-data.\n"
+        "Not real data. The planted ground truth is in code/groundtruth.json.\n"
+    )
+    _write_json(out_dir / "task-rest_bold.json", {"RepetitionTime": tr, "TaskName": "rest"})
+    columns = ["participant_id", "ul_fma", "age", "sex", "illness_duration", "lesion_side"]
+    _write_tsv(
+        out_dir / "participants.tsv", pd.DataFrame([{c: p[c] for c in columns} for p in plans])
+    )
+    _write_json(
+        out_dir / "participants.json",
+        {
+            "ul_fma": {"Description": "Upper-limb Fugl-Meyer motor score (0-66)"},
+            "age": {"Description": "Age", "Units": "year"},
+            "sex": {"Description": "Sex", "Levels": {"M": "male", "F": "female"}},
+            "illness_duration": {"Description": "Time since stroke", "Units": "month"},
+            "lesion_side": {"Description": "Hemisphere of the lesion (L/left or R/right)"},
+        },
+    )
+    for name, desc in (("fmriprep", "fMRIPrep (synthetic)"), ("lesions", "Lesion masks")):
+        tool = "fMRIPrep (synthetic)" if name == "fmriprep" else "strokedfc-demo-data"
+        _write_json(
+            out_dir / "derivatives" / name / "dataset_description.json",
+            {"Name": desc, "BIDSVersion": "1.9.0", "DatasetType": "derivative",
+             "GeneratedBy": [{**gen, "Name": tool}], "SourceDatasets": [{"URL": "bids::"}]},
+        )  # fmt: skip
+
+
+def generate_dataset(
+    out_dir: str | Path,
+    *,
+    n_participants: int = 12,
+    n_volumes: int = 240,
+    tr: float = 2.0,
+    resolution: float = 4.0,
+    n_sessions: int = 0,
+    n_runs: int = 1,
+    n_dummy: int = 4,
+    random_seed: int = 0,
+    space: str = "MNI152NLin2009cAsym",
+    effect_size: float = 0.6,
+    lesion_mask_style: str = "derivative",
+    overwrite: bool = False,
+) -> GroundTruth:
+    """Write a synthetic stroke rs-fMRI BIDS dataset with fMRIPrep-shaped derivatives.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Dataset root; must be empty or absent (or a previous demo with ``overwrite``).
+    n_participants, n_volumes, n_sessions, n_runs, n_dummy : int
+        Participants, volumes per run (dummies included), sessions (0: no ``ses-``
+        entity), runs per session (1: no ``run-`` entity) and non-steady-state volumes.
+    tr : float
+        Repetition time in seconds.
+    resolution : float
+        Voxel size (mm) of the BOLD grid; lesion masks use half of it.
+    random_seed : int
+        Seed of the single ``numpy.random.Generator``; same seed, identical bytes.
+    space : str
+        Template name used in the ``space-`` entity of the BOLD derivatives.
+    effect_size : float
+        Seed coupling of the group region in mild/moderate minus that in severe.
+    lesion_mask_style : {"derivative", "atlas"}
+        ``label-lesion_mask`` (BIDS derivative) or ATLAS R2.0 ``label-L_desc-T1lesion``.
+    overwrite : bool
+        Replace ``out_dir`` if it holds a previous demo dataset.
+
+    Returns
+    -------
+    GroundTruth
+        The planted truth, also written to ``out_dir/code/groundtruth.json``.
+    """
+    _check_args(**{k: v for k, v in locals().items() if k not in ("out_dir", "space")})
+    out_dir = Path(out_dir)
+    _prepare_out_dir(out_dir, overwrite)
+    rng = np.random.default_rng(random_seed)
+    shape, affine = symmetric_grid(resolution, -130.0, -76.0)
+    les_shape, les_aff = symmetric_grid(resolution / 2.0, -131.0, -77.0)
+    mask = brain_mask(shape, affine)
+    index = np.nonzero(mask)
+    coords = grid_coords(shape, affine)[index]
+    les_coords = grid_coords(les_shape, les_aff)
+    regions = {name: ball(coords, c, r) for name, (c, r) in REGIONS.items()}
+    space_info = {"shape": shape, "resolution": resolution, "index": index, "coords": coords,
+                  "regions": regions}  # fmt: skip
+    sessions = [f"{k + 1:02d}" for k in range(n_sessions)] or [None]
+    runs = list(range(1, n_runs + 1)) if n_runs > 1 else [None]
+    plans = _plan_participants(rng, n_participants)
+    truths = []
+    for plan in plans:
+        sub, centre, radii = plan["participant_id"], plan["lesion_centre"], plan["lesion_radii"]
+        LOGGER.info("simulating %s", sub)
+        lesion_mask = ball(les_coords, centre, radii).astype(np.uint8)
+        lesion_mask = lesion_mask[::-1] if plan["right"] else lesion_mask
+        mask_path = _lesion_path(out_dir, sub, lesion_mask_style) if plan["has_mask"] else None
+        if mask_path is not None:
+            _write_nifti(mask_path, lesion_mask, les_aff)
+        rho_g = COUPLING_GROUP_SEVERE + (0.0 if plan["severe"] else effect_size)
+        run_truths = []
+        for ses in sessions:
+            for run in runs:
+                states = sig.state_sequence(rng, n_volumes - n_dummy)
+                bold, motion, tissue = sig.simulate_run(
+                    rng, space=space_info, lesion=ball(coords, centre, radii),
+                    states=np.concatenate([[states[0]] * n_dummy, states]),
+                    group_coupling=rho_g, n_volumes=n_volumes, n_dummy=n_dummy, tr=tr,
+                    spike_mm=SPIKE_MM if plan["high_motion"] else 0.0,
+                )  # fmt: skip
+                if plan["right"]:
+                    bold, motion = bold[::-1], motion * sig.MIRROR_SIGN
+                glob, dvars = sig.global_and_dvars(bold, mask)
+                confounds = sig.confounds_table(
+                    rng, motion=np.round(motion, 8), tissue=tissue, global_signal=glob,
+                    dvars=dvars, tr=tr, n_dummy=n_dummy,
+                )  # fmt: skip
+                _write_run(
+                    out_dir, rng, prefix=_bids_prefix(sub, ses, run), bold=bold,
+                    affine=affine, mask=mask, confounds=confounds, space=space, tr=tr,
+                )  # fmt: skip
+                max_trans = float(np.abs(motion[:, :3]).max())
+                run_truths.append(RunTruth(ses, run, tuple(str(s) for s in states),
+                                           plan["high_motion"], round(max_trans, 4)))  # fmt: skip
+        sign = -1.0 if plan["right"] else 1.0
+        truths.append(
+            ParticipantTruth(
+                participant_id=sub, lesion_side="R" if plan["right"] else "L",
+                severity="severe" if plan["severe"] else "mild_moderate", ul_fma=plan["ul_fma"],
+                lesion_centre_canonical=centre,
+                lesion_centre_written=(sign * centre[0], centre[1], centre[2]),
+                lesion_radius_mm=plan["lesion_radius"],
+                lesion_mask=None if mask_path is None else str(mask_path.relative_to(out_dir)),
+                group_coupling=round(rho_g, 6), runs=tuple(run_truths),
+            )
+        )  # fmt: skip
+    _write_static(out_dir, plans, tr=tr, style=lesion_mask_style)
+    truth = _ground_truth(plans, truths, locals_=locals())
+    _write_json(out_dir / "code" / "groundtruth.json", truth.to_dict())
+    return truth
+
+
+def _ground_truth(plans: list[dict], truths: list, *, locals_: dict) -> GroundTruth:
+    """Assemble :class:`GroundTruth` from the plans and the per-participant truths."""
+    regions = {}
+    for name, (centre, radius) in REGIONS.items():
+        regions[name] = {"centre_mni": list(centre), "radius_mm": radius}
+    regions["seed"]["coupling"] = 1.0
+    regions["coupled_all"]["coupling"] = sig.COUPLING_ALL
+    regions["state_a"]["coupling"] = {"A": sig.COUPLING_STATE, "B": 0.0}
+    regions["state_b"]["coupling"] = {"A": 0.0, "B": sig.COUPLING_STATE}
+    effect = locals_["effect_size"]
+    regions["group"]["coupling"] = {
+        "severe": COUPLING_GROUP_SEVERE,
+        "mild_moderate": round(COUPLING_GROUP_SEVERE + effect, 6),
+    }
+    settings = {k: locals_[k] for k in ("n_volumes", "tr", "resolution", "n_dummy", "random_seed",
+                                        "space", "lesion_mask_style")}  # fmt: skip
+    settings.update(
+        bold_grid={"shape": list(locals_["shape"]), "affine": locals_["affine"].tolist()},
+        lesion_grid={
+            "shape": list(locals_["les_shape"]),
+            "affine": locals_["les_aff"].tolist(),
+        },
+        network_amplitude=sig.NETWORK_AMPLITUDE,
+        states_exclude_dummy_volumes=True,
+    )
+    return GroundTruth(
+        regions=regions,
+        right_lesioned=tuple(p["participant_id"] for p in plans if p["right"]),
+        participants=tuple(truths),
+        group_effect={
+            "region": "group",
+            "effect_size": effect,
+            "stronger_in": "mild_moderate",
+            "severe_if_ul_fma_at_most": SEVERE_MAX_FMA,
+        },  # fmt: skip
+        nuisance={
+            "confound_columns": ["white_matter", "csf", *sig.MOTION_NAMES],
+            "linear_drift": True,
+            "non_steady_state_volumes": locals_["n_dummy"],
+            "high_motion": [p["participant_id"] for p in plans if p["high_motion"]],
+            "spike_mm": SPIKE_MM,
+        },
+        settings=settings,
+    )
