@@ -77,13 +77,13 @@ class WriteRunDerivatives(SimpleInterface):
         def put_nifti(src: str, suffix_desc: str, *, dtype=np.float32) -> None:
             img = nib.load(src)
             data = np.asarray(img.dataobj).astype(dtype)
-            hdr = nib.Nifti1Header()
-            hdr.set_xyzt_units("mm", "sec")
+            new = nib.Nifti1Image(data, img.affine)
+            new.header.set_xyzt_units("mm", "sec")
             if data.ndim == 4:
-                hdr.set_zooms(img.header.get_zooms()[:3] + (plan["repetition_time"],))
+                new.header.set_zooms(img.header.get_zooms()[:3] + (plan["repetition_time"],))
             out = dest(suffix_desc, ".nii.gz")
             out.parent.mkdir(parents=True, exist_ok=True)
-            atomic_save_nifti(nib.Nifti1Image(data, img.affine, hdr), out)
+            atomic_save_nifti(new, out)
             written.append(str(out.relative_to(stage)))
 
         put_nifti(self.inputs.dfc, "desc-dfc_boldmap")
@@ -202,7 +202,9 @@ def _report_data(report_file: str, max_motion: float, seed_mni: list[float]):
     dfc_img = nib.load(info["dfc"])
     n_win = dfc_img.shape[3]
     idx = np.unique(np.linspace(0, n_win - 1, min(N_STRIP_WINDOWS, n_win)).astype(int))
-    windows = np.asarray(dfc_img.dataobj[..., idx], dtype=np.float32)
+    windows = np.stack(
+        [np.asarray(dfc_img.dataobj[..., int(i)], dtype=np.float32) for i in idx], -1
+    )
     denoised = nib.load(info["denoised"])
     background = np.asarray(denoised.dataobj, dtype=np.float32).std(axis=3)
     carpet = np.load(info["carpet_file"])
