@@ -128,11 +128,25 @@ def setup_logging(verbose: int) -> None:
     LOG.propagate = False
 
 
+def _raise_on_sigterm() -> None:
+    """Turn SIGTERM (SLURM's kill, ``docker stop``) into KeyboardInterrupt, so that staging
+    directories and temporary files are cleaned up as on Ctrl-C."""
+    import signal
+    import threading
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``strokedfc``; return the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     verbose = sum(a.count("v") for a in argv if a.startswith("-") and set(a[1:]) == {"v"})
     verbose += argv.count("--verbose")
+    _raise_on_sigterm()
     try:
         config = build_config(argv)
         setup_logging(config.execution.verbose)
