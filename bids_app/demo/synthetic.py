@@ -33,13 +33,17 @@ LESION_CENTRE = (-25.0, -5.0, 10.0)
 SPIKE_MM = 3.0
 
 
-def symmetric_grid(resolution: float, y0: float, z0: float) -> tuple[tuple, np.ndarray]:
-    """RAS+ grid with an even number of columns centred on x = 0 (exact L-R flips).
+def symmetric_grid(
+    resolution: float, y0: float, z0: float, *, odd: bool = False
+) -> tuple[tuple, np.ndarray]:
+    """RAS+ grid whose columns are centred on x = 0 (exact L-R flips by reversing axis 0).
 
     Covers about x in [-96, 96], y in [y0, y0 + 228], z in [z0, z0 + 190] mm (an
-    fMRIPrep-like MNI box whose origin is off the 3 mm SPM lattice).
+    fMRIPrep-like MNI box whose origin is off the 3 mm SPM lattice). With ``odd`` the
+    number of columns is odd (a column at x = 0), so that the BOLD grid's x centres
+    (``(2i + 1) * r / 2``) fall exactly on an odd grid of half its voxel size.
     """
-    nx = 2 * max(1, round(96.0 / resolution))
+    nx = 2 * max(1, round(96.0 / resolution)) + int(odd)
     shape = (nx, int(np.ceil(228.0 / resolution)) + 1, int(np.ceil(190.0 / resolution)) + 1)
     affine = np.diag([resolution, resolution, resolution, 1.0])
     affine[:3, 3] = [-(nx - 1) / 2.0 * resolution, y0, z0]
@@ -85,6 +89,15 @@ def ball(coords: np.ndarray, centre, radii) -> np.ndarray:
     inside = dist <= 1.0
     inside.flat[int(np.argmin(dist))] = True
     return inside
+
+
+def sample_nearest(volume: np.ndarray, affine: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Values of ``volume`` at the voxels nearest to world ``coords`` (0 outside)."""
+    vox = np.rint((coords - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T).astype(int)
+    inside = ((vox >= 0) & (vox < volume.shape)).all(axis=1)
+    out = np.zeros(len(coords), dtype=volume.dtype)
+    out[inside] = volume[tuple(vox[inside].T)]
+    return out
 
 
 def _plan_participants(rng: np.random.Generator, n: int) -> list[dict]:
@@ -326,7 +339,7 @@ def generate_dataset(
     _prepare_out_dir(out_dir, overwrite)
     rng = np.random.default_rng(random_seed)
     shape, affine = symmetric_grid(resolution, -130.0, -76.0)
-    les_shape, les_aff = symmetric_grid(resolution / 2.0, -131.0, -77.0)
+    les_shape, les_aff = symmetric_grid(resolution / 2.0, -131.0, -77.0, odd=True)
     mask = brain_mask(shape, affine)
     index = np.nonzero(mask)
     coords = grid_coords(shape, affine)[index]
@@ -342,6 +355,7 @@ def generate_dataset(
         sub, centre, radii = plan["participant_id"], plan["lesion_centre"], plan["lesion_radii"]
         LOGGER.info("simulating %s", sub)
         lesion_mask = ball(les_coords, centre, radii).astype(np.uint8)
+        lesion_bold = sample_nearest(lesion_mask, les_aff, coords) > 0
         lesion_mask = lesion_mask[::-1] if plan["right"] else lesion_mask
         mask_path = _lesion_path(out_dir, sub, lesion_mask_style) if plan["has_mask"] else None
         if mask_path is not None:
@@ -352,7 +366,7 @@ def generate_dataset(
             for run in runs:
                 states = sig.state_sequence(rng, n_volumes - n_dummy)
                 bold, motion, tissue = sig.simulate_run(
-                    rng, space=space_info, lesion=ball(coords, centre, radii),
+                    rng, space=space_info, lesion=lesion_bold,
                     states=np.concatenate([[states[0]] * n_dummy, states]),
                     group_coupling=rho_g, n_volumes=n_volumes, n_dummy=n_dummy, tr=tr,
                     spike_mm=SPIKE_MM if plan["high_motion"] else 0.0,
