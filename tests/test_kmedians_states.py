@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.signal import argrelextrema
@@ -128,3 +130,56 @@ def test_dwell_stats_by_hand():
     two = km.dwell_stats([[0, 0], [0, 1]], 2)
     assert two["transitions"] == 1
     np.testing.assert_allclose(two["mean_dwell"], [1.5, 1.0])
+
+
+def test_run_states_recovers_planted_states(tmp_path):
+    import json
+
+    import pandas as pd
+    from _group_fixtures import make_participant_outputs
+
+    from bids_app.config import GroupConfig
+    from bids_app.group.cache import build_cache
+    from bids_app.group.cohort import load_cohort
+    from bids_app.group.states import run_states
+
+    shape = (5, 6, 7)
+    patterns = np.random.default_rng(7).normal(0, 3.0, size=(3, *shape))
+    truth = {}
+
+    def signal(subject_index, run_index, label, shape_, n_windows, rng):
+        states = rng.integers(0, 3, n_windows)
+        truth[(subject_index, run_index)] = states
+        return np.moveaxis(patterns[states], 0, -1)
+
+    study = make_participant_outputs(
+        tmp_path, n_subjects=6, shape=shape, n_windows=24, rng=3, noise=0.5, signal=signal
+    )
+    cohort = load_cohort(study.bids_dir, study.output_dir)
+    cache = build_cache(cohort, tmp_path / "cache", dtype="float32")
+    cfg = GroupConfig(k_range=(2, 5), kmeans_replicates=3, kmeans_max_iter=30)
+    out_dir = tmp_path / "states"
+    summary = run_states(cohort, cache, cfg, out_dir=out_dir, random_seed=0)
+    assert summary["k"] == 3 and summary["k_selection"] == "elbow"
+    seq = pd.read_csv(out_dir / "state_sequences.tsv", sep="\t")
+    # one-to-one mapping between planted and found states
+    planted = np.concatenate(
+        [truth[(k, 0)] for k in range(6)]
+    )  # subjects in order, one run each, windows in order
+    found = seq.sort_values(["participant", "window"])["state"].to_numpy()
+    pairs = set(zip(planted.tolist(), found.tolist(), strict=True))
+    assert len(pairs) == 3 and len({p[1] for p in pairs}) == 3
+    # participation in states.tsv equals a recount from the sequences
+    table = pd.read_csv(out_dir / "states.tsv", sep="\t")
+    chosen = table[table["k"] == 3].set_index("state")
+    for s in range(1, 4):
+        n_part = seq.loc[seq["state"] == s, "participant"].nunique()
+        assert chosen.loc[s, "participation"] == pytest.approx(n_part / 6)
+        assert chosen.loc[s, "windows"] == int((seq["state"] == s).sum())
+    assert set(table["k"]) == {2, 3, 4, 5}
+    for name in ("states", "state_sequences", "dwell", "kselection"):
+        sidecar = json.loads((out_dir / f"{name}.json").read_text())
+        header = (out_dir / f"{name}.tsv").read_text().splitlines()[0].split("\t")
+        assert set(sidecar) >= set(header)
+    for rec in summary["states"]:
+        assert Path(rec["centroid"]).is_file() and Path(rec["figure"]).is_file()
