@@ -238,8 +238,25 @@ def _report_data(report_file: str, max_motion: float, seed_mni: list[float]):
         seed_series=pd.read_csv(info["seed_tsv"], sep="\t")["seed"].to_numpy(),
         tr=plan["repetition_time"],
         qc=qc,
-        prediction=info.get("prediction"),
+        prediction=_report_prediction(info.get("prediction")),
     )
+
+
+def _report_prediction(pred: dict | None) -> dict | None:
+    """Map :func:`bids_app.group.cnn.predict.predict_participant` keys to the report's."""
+    if pred is None:
+        return None
+    accuracy = pred.get("cv_participant_accuracy")
+    return {
+        "PredictedClass": pred["predicted_class"],
+        "ProbabilityMean": f"{pred['probability_mean']:.3f} (P severe)",
+        "ProbabilitySpread": (
+            f"SD {pred['probability_sd']:.3f}, range {pred['probability_min']:.3f}-"
+            f"{pred['probability_max']:.3f} over {pred['n_windows']} windows"
+        ),
+        "CVAccuracy": "n/a" if accuracy is None else f"{100 * accuracy:.1f} %",
+        "Disclaimer": pred.get("disclaimer"),
+    }
 
 
 class _PublishInput(BaseInterfaceInputSpec):
