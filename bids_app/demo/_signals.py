@@ -237,7 +237,7 @@ def confounds_table(
     cols.update(_expand("white_matter", tissue["white_matter"], tissue_order))
     cols["csf_wm"] = (tissue["csf"] + tissue["white_matter"]) / 2.0
     cols["tcompcor"] = tissue["tcompcor"]
-    steady_sd = np.nanmedian(dvars[n_dummy + 1 :]) if n_t > n_dummy + 1 else 1.0
+    steady_sd = np.nanmean(dvars[n_dummy + 1 :]) if n_t > n_dummy + 1 else 1.0  # approximation
     cols["std_dvars"] = dvars / (steady_sd or 1.0)
     cols["dvars"] = dvars
     fd = framewise_displacement(motion)
@@ -263,7 +263,7 @@ def confounds_table(
     outliers = np.flatnonzero((np.nan_to_num(fd) > 0.5) | (np.nan_to_num(cols["std_dvars"]) > 1.5))
     for k, index in enumerate(outliers):
         cols[f"motion_outlier{k:02d}"] = (np.arange(n_t) == index).astype(float)
-    return pd.DataFrame(cols)
+    return pd.DataFrame(cols) + 0.0  # no negative zeros in the TSV
 
 
 def confounds_sidecar(table: pd.DataFrame) -> dict:
@@ -366,7 +366,7 @@ def simulate_run(
         [
             rng.uniform(0.5, 1.5, n_vox),  # white matter
             rng.uniform(0.0, 1.2, n_vox),  # csf
-            rng.normal(0.0, 3.0, (n_vox, 6)),  # motion (per mm)
+            rng.normal(0.0, 6.0, (n_vox, 6)),  # motion (per mm)
             rng.normal(0.0, 6.0, n_vox),  # linear drift over the run
         ]
     )

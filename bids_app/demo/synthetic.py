@@ -372,10 +372,10 @@ def generate_dataset(
                     spike_mm=SPIKE_MM if plan["high_motion"] else 0.0,
                 )  # fmt: skip
                 if plan["right"]:
-                    bold, motion = bold[::-1], motion * sig.MIRROR_SIGN
+                    bold, motion = bold[::-1], motion * sig.MIRROR_SIGN + 0.0
                 glob, dvars = sig.global_and_dvars(bold, mask)
                 confounds = sig.confounds_table(
-                    rng, motion=np.round(motion, 8), tissue=tissue, global_signal=glob,
+                    rng, motion=np.round(motion, 8) + 0.0, tissue=tissue, global_signal=glob,
                     dvars=dvars, tr=tr, n_dummy=n_dummy,
                 )  # fmt: skip
                 _write_run(
