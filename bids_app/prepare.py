@@ -102,7 +102,7 @@ def _lesion_on_template(run: RunInputs, lesion: np.ndarray, affine: np.ndarray):
 
     ref = load_image(run.mask)
     try:
-        xfm = nt.manip.load(str(run.lesion_xfm))
+        xfm = nt.manip.load(str(run.lesion_xfm), fmt="itk")
         moved = nt.resampling.apply(
             xfm, nib.Nifti1Image(lesion.astype(np.float32), affine), reference=ref, order=1
         )
