@@ -4,6 +4,21 @@ All participants are simulated in a CANONICAL space where the lesion is in the l
 hemisphere; right-lesioned participants are then mirrored left-right (about world x = 0,
 on grids that are symmetric about x = 0) before writing. The planted truth is returned as
 :class:`GroundTruth` and written to ``<out_dir>/code/groundtruth.json``.
+
+Choices (documented for users of the demo):
+
+- BOLD grid: RAS+, ``resolution`` mm (default 4), even number of columns centred on x = 0,
+  box about [-94, 94] x [-130, 98] x [-76, 116] mm (fMRIPrep-like, origin off the 3 mm SPM
+  lattice). No ``res-`` entity: fMRIPrep omits it for the native BOLD resolution.
+- Brain mask: nilearn's MNI152 2009a (symmetric) mask, linearly resampled and thresholded,
+  then made exactly symmetric; background voxels of the BOLD are 0 (``SkullStripped``).
+- Lesion masks: a grid of half the BOLD voxel size with an odd number of columns, so every
+  BOLD voxel centre is a lesion-grid centre; written per participant (no session), in
+  ``derivatives/lesions``; the last participant has none (its lesion_side is still given).
+- Confounds: fMRIPrep >= 21 column names; ``white_matter``, ``csf`` and the six motion
+  columns are exactly the series added to the BOLD; ``global_signal`` and ``dvars`` are
+  computed from the written BOLD; ``std_dvars`` is DVARS over its steady-state mean (an
+  approximation of fMRIPrep's); CompCor and cosine columns are zero in dummy rows.
 """
 
 from __future__ import annotations
@@ -249,7 +264,7 @@ def _lesion_path(out_dir: Path, sub: str, style: str) -> Path:
     return anat / f"{sub}_space-MNI152NLin2009cAsym_label-lesion_mask.nii.gz"
 
 
-def _write_static(out_dir: Path, plans: list[dict], *, tr: float, style: str) -> None:
+def _write_static(out_dir: Path, plans: list[dict], *, tr: float) -> None:
     """Dataset-level files: descriptions, README, participants table and task sidecar."""
     import pandas as pd
 
@@ -397,7 +412,7 @@ def generate_dataset(
                 group_coupling=round(rho_g, 6), runs=tuple(run_truths),
             )
         )  # fmt: skip
-    _write_static(out_dir, plans, tr=tr, style=lesion_mask_style)
+    _write_static(out_dir, plans, tr=tr)
     truth = _ground_truth(plans, truths, locals_=locals())
     _write_json(out_dir / "code" / "groundtruth.json", truth.to_dict())
     return truth
