@@ -67,7 +67,7 @@ def continuous_row(ssp, msp, variable: str, label: str) -> dict:
     b = pd.to_numeric(pd.Series(msp), errors="coerce").dropna().to_numpy(float)
     fmt = lambda x: f"{x.mean():.2f} ± {x.std(ddof=1):.2f}" if x.size > 1 else "n/a"  # noqa: E731
     p = t = np.nan
-    if a.size > 1 and b.size > 1:
+    if a.size > 1 and b.size > 1 and np.ptp(np.r_[a, b]) > 0:
         res = stats.ttest_ind(a, b, equal_var=True)
         t, p = float(res.statistic), float(res.pvalue)
     return {

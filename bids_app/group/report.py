@@ -6,6 +6,9 @@ no scripts, no network) whose figures are PNG files under ``output_dir/group/``.
 
 from __future__ import annotations
 
+import html
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +91,299 @@ def save_montage(
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+# ----------------------------------------------------------------------------- HTML page
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1100px;color:#222;line-height:1.45;padding:0 1em}
+h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}
+td:first-child,th:first-child{text-align:left}
+.headline{background:#eef5ff;border-left:5px solid #2a6ebb;padding:.8em 1.2em}
+.warning{background:#fff1e6;border-left:5px solid #d35400;padding:.8em 1.2em;font-weight:600}
+.note{color:#666;font-style:italic}img{max-width:100%;display:block;margin:.5em 0}
+.big{font-size:1.35em;font-weight:700}
+"""
+
+REFERENCES = [
+    "Gao et al. (2025). Front. Neurol. 16:1666991 (the study implemented here).",
+    "Allen EA et al. (2014). Tracking whole-brain connectivity dynamics in the resting state. "
+    "Cereb Cortex 24:663-676 (exemplars, L1 clustering, states).",
+    "Yan CG et al. (2016). DPABI: Data Processing & Analysis for (resting-state) Brain "
+    "Imaging. Neuroinformatics 14:339-351 (sliding-window dFC).",
+    "Abraham A et al. (2014). Machine learning for neuroimaging with scikit-learn. "
+    "Front Neuroinform 8:14 (nilearn; permutation inference).",
+    "Tzourio-Mazoyer N et al. (2002). NeuroImage 15:273-289 (AAL atlas).",
+    "Wen J et al. (2020). Medical Image Analysis 63:101694 (data leakage in CNN studies).",
+    "Nichols TE, Holmes AP (2002). Hum Brain Mapp 15:1-25 (permutation FWE).",
+]
+
+
+def _esc(x) -> str:
+    return html.escape(str(x))
+
+
+def _table(df: pd.DataFrame) -> str:
+    return df.to_html(index=False, escape=True, na_rep="n/a", border=0)
+
+
+def _read_tsv(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path, sep="\t") if Path(path).is_file() else None
+
+
+def _img(output_dir: Path, path, caption: str = "") -> str:
+    """<img> with a path relative to output_dir, or '' when the file does not exist."""
+    if not path:
+        return ""
+    p = Path(path)
+    candidates = [p] if p.is_absolute() else [output_dir / p, output_dir / "group" / "cnn" / p]
+    for c in candidates:
+        if c.is_file():
+            rel = Path(os.path.relpath(c, output_dir)).as_posix()
+            cap = f"<figcaption>{_esc(caption)}</figcaption>" if caption else ""
+            return f'<figure><img src="{_esc(rel)}" alt="{_esc(caption or rel)}">{cap}</figure>'
+    return ""
+
+
+def _not_run(what: str) -> str:
+    return f'<p class="note">{_esc(what)} was not run.</p>'
+
+
+def _pct(x) -> str:
+    try:
+        return "n/a" if x is None or not np.isfinite(float(x)) else f"{100 * float(x):.2f}"
+    except (TypeError, ValueError):
+        return "n/a"
+
+
+def _cnn_headline(cnn: dict) -> str:
+    metrics = cnn.get("metrics") or {}
+    unit = cnn.get("cv_unit", "subject")
+    parts = []
+    for level in ("participant", "window"):
+        m = metrics.get(level, {}).get("balanced_accuracy")
+        if m:
+            sd = "" if m.get("sd") is None else f" ± {_pct(m['sd'])}"
+            parts.append(
+                f"<span class='big'>{_pct(m.get('mean'))}%{sd}</span> "
+                f"balanced accuracy ({_esc(level)} level)"
+            )
+    meaning = (
+        "Cross-validation by participant: every test participant was unseen in training, so "
+        "this measures generalisation to new patients."
+        if unit == "subject"
+        else "Cross-validation by window: windows of the same participant sit in training and "
+        "test, so this measures identification of participants already seen, NOT "
+        "generalisation to new patients."
+    )
+    out = "<p>" + "<br>".join(parts or ["no finished folds"]) + "</p>"
+    out += f"<p>{_esc(meaning)}</p>"
+    if unit == "window":
+        warn = cnn.get("leakage_warning") or meaning
+        out += f'<p class="warning">Leakage warning: {_esc(warn)}</p>'
+    return out
+
+
+def _cnn_section(output_dir: Path, cnn: dict | None) -> str:
+    if not cnn:
+        return _not_run("The CNN classification")
+    out = _cnn_headline(cnn)
+    folds = _read_tsv(output_dir / "group" / "cnn" / "folds.tsv")
+    if folds is not None and not folds.empty:
+        cols = [
+            c
+            for c in (
+                "train_accuracy",
+                "test_accuracy",
+                "specificity",
+                "sensitivity",
+                "f_score",
+                "balanced_accuracy",
+                "auc",
+            )
+            if c in folds
+        ]
+        shown = folds[[c for c in ("fold", "level", "n_test") if c in folds] + cols].copy()
+        for c in cols:
+            shown[c] = shown[c].map(_pct)
+        if "p_value" in folds:
+            shown["p_value"] = folds["p_value"].map(lambda v: "n/a" if pd.isna(v) else f"{v:.4f}")
+        out += "<h3>Per fold (Table 3, percent)</h3>" + _table(shown)
+    figures = cnn.get("figures")
+    if not figures:
+        fig_dir = output_dir / "group" / "cnn" / "figures"
+        figures = sorted(str(p) for p in fig_dir.glob("*.png")) if fig_dir.is_dir() else []
+    out += "".join(_img(output_dir, f, Path(str(f)).stem) for f in figures)
+    return out
+
+
+def _states_section(output_dir: Path, states: dict | None) -> str:
+    if not states:
+        return _not_run("The connectivity-state analysis")
+    how = "elbow of the L1 cost curve" if states.get("k_selection") == "elbow" else "--k"
+    out = (
+        f"<p>{states.get('n_windows')} windows of {states.get('n_participants')} "
+        f"participants; {states.get('n_exemplars')} exemplar windows. k = "
+        f"<b>{states.get('k')}</b> ({_esc(how)}); states retained (participation &ge; "
+        f"{states.get('min_participation')}): {_esc(states.get('retained_states'))}.</p>"
+    )
+    files = states.get("files", {})
+    table = _read_tsv(Path(files.get("states_tsv", "")))
+    if table is not None:
+        out += "<h3>Participation for every k</h3>" + _table(table)
+    out += _img(output_dir, files.get("kselection_figure"), "L1 cost of the exemplar clustering")
+    for rec in states.get("states", []):
+        out += _img(output_dir, rec.get("figure"), f"State {rec['state']} centroid")
+    return out
+
+
+def _stats_section(output_dir: Path, stats: dict | None) -> str:
+    if not stats:
+        return _not_run("The group statistics")
+    if not stats.get("ran"):
+        return f'<p class="note">Not run: {_esc(stats.get("reason", "no states"))}.</p>'
+    out = (
+        f"<p>Contrast: {_esc(stats.get('contrast'))}; covariates: "
+        f"{_esc(', '.join(stats.get('covariates', [])) or 'none')}. Atlas: "
+        f"{_esc(stats.get('atlas'))}.</p>"
+    )
+    for st in stats.get("states", []):
+        note = f" (skipped: {_esc(st['skipped'])})" if "skipped" in st else ""
+        left = ", ".join(st.get("left_out", [])) or "none"
+        out += (
+            f"<p>State {st['state']}: {st['n_MSP']} MSP, {st['n_SSP']} SSP; left out "
+            f"(no window in the state): {_esc(left)}{note}</p>"
+        )
+    unc = pd.DataFrame(stats.get("clusters", []))
+    out += (
+        f"<h3>Uncorrected clusters (|t| &gt; {stats.get('t_threshold')}, &ge; "
+        f"{stats.get('cluster_size')} voxels; Table 4 style, NOT corrected for multiple "
+        "comparisons)</h3>"
+    )
+    out += _table(unc) if not unc.empty else "<p>No cluster survived.</p>"
+    if stats.get("fwe_permutations", 0) > 0:
+        fwe = pd.DataFrame(stats.get("fwe_clusters", []))
+        out += (
+            f"<h3>FWE-corrected (voxel-level p &lt; 0.05, {stats['fwe_permutations']} "
+            "max-t permutations)</h3>"
+        )
+        out += _table(fwe) if not fwe.empty else "<p>No voxel survived FWE correction.</p>"
+    else:
+        out += '<p class="note">Permutation FWE correction was not run (0 permutations).</p>'
+    for st in stats.get("states", []):
+        out += _img(output_dir, st.get("figure"), f"State {st['state']}: uncorrected clusters")
+        out += _img(output_dir, st.get("fwe_figure"), f"State {st['state']}: FWE p < 0.05")
+    return out
+
+
+def _cohort_section(cohort, cfg) -> str:
+    inc = cohort.included()
+    n_ssp, n_msp = int((inc["group"] == "SSP").sum()), int((inc["group"] == "MSP").sum())
+    out = (
+        f"<p>{len(inc)} participants included: {n_ssp} SSP ({_esc(cfg.score_column)} "
+        f"&le; {cfg.severe_max}) and {n_msp} MSP; {len(cohort.runs)} runs; grid "
+        f"{_esc(cohort.shape)} in {_esc(cohort.space)}.</p>"
+    )
+    exc = cohort.table.loc[~cohort.table["included"], ["participant_id", "exclusion_reason"]]
+    out += "<h3>Exclusions</h3>" + (_table(exc) if len(exc) else "<p>None.</p>")
+    return out
+
+
+def _demographics_section(output_dir: Path) -> str:
+    table = _read_tsv(output_dir / "group" / "stats" / "demographics.tsv")
+    if table is None:
+        return _not_run("The demographics table")
+    cols = ["label", "SSP", "MSP", "p_value", "test"]
+    shown = table[cols].copy()
+    shown["p_value"] = shown["p_value"].map(lambda v: "n/a" if pd.isna(v) else f"{v:.3f}")
+    return "<p>Table 2: mean ± SD or counts; same participants as the CNN.</p>" + _table(shown)
+
+
+def _lesion_section(output_dir: Path) -> str:
+    path = output_dir / "group" / "stats" / "lesions.json"
+    if not path.is_file():
+        return _not_run("The lesion overlap")
+    info = json.loads(path.read_text())
+    corr = info.get("correlation", {})
+    r, p = corr.get("r"), corr.get("p")
+    text = (
+        f"<p>{info.get('n_masks', 0)} lesion masks (mirrored to the left). Lesion volume "
+        f"vs score: Pearson r = {'n/a' if r is None else f'{r:.3f}'}, p = "
+        f"{'n/a' if p is None else f'{p:.3g}'} (n = {corr.get('n')}).</p>"
+    )
+    return text + _img(output_dir, info.get("figure"), "Lesion overlap (participants per voxel)")
+
+
+def write_group_report(
+    output_dir: Path,
+    *,
+    cohort,
+    cfg,
+    cnn_summary: dict | None,
+    states_summary: dict | None,
+    stats_summary: dict | None,
+    methods_html: str,
+) -> Path:
+    """Write ``output_dir/group.html`` (one self-contained page; figures under ``group/``).
+
+    Parameters
+    ----------
+    output_dir : Path
+    cohort : Cohort
+    cfg : GroupConfig
+    cnn_summary, states_summary, stats_summary : dict or None
+        Summaries of the parts that ran (None: shown as "not run").
+    methods_html : str
+        Methods paragraph(s), trusted HTML produced by the application.
+
+    Returns
+    -------
+    Path
+    """
+    from bids_app.outputs import atomic_write_text
+
+    output_dir = Path(output_dir)
+    head = ""
+    if cnn_summary:
+        head += "<h3>CNN classification</h3>" + _cnn_headline(cnn_summary)
+    else:
+        head += _not_run("The CNN classification")
+    if states_summary:
+        head += (
+            f"<p>Connectivity states: k = {states_summary.get('k')}, retained "
+            f"{_esc(states_summary.get('retained_states'))}.</p>"
+        )
+    if stats_summary and stats_summary.get("ran"):
+        head += (
+            f"<p>Group differences: {len(stats_summary.get('clusters', []))} "
+            "uncorrected clusters, "
+            f"{len(stats_summary.get('fwe_clusters', []))} FWE-corrected clusters.</p>"
+        )
+    sections = [
+        ("headline", "Headline numbers", f'<div class="headline">{head}</div>'),
+        ("cohort", "Cohort and exclusions", _cohort_section(cohort, cfg)),
+        ("demographics", "Demographics (Table 2)", _demographics_section(output_dir)),
+        ("lesions", "Lesion overlap", _lesion_section(output_dir)),
+        ("cnn", "CNN classification", _cnn_section(output_dir, cnn_summary)),
+        ("states", "States and participation", _states_section(output_dir, states_summary)),
+        ("stats", "T-maps and cluster tables", _stats_section(output_dir, stats_summary)),
+        (
+            "methods",
+            "Methods",
+            methods_html
+            + "<h3>References</h3><ol>"
+            + "".join(f"<li>{_esc(r)}</li>" for r in REFERENCES)
+            + "</ol>",
+        ),
+    ]
+    body = "".join(
+        f'<section id="{sid}"><h2>{_esc(t)}</h2>{c}</section>' for sid, t, c in sections
+    )
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        "<title>strokedfc group report</title><style>" + CSS + "</style></head><body>"
+        "<h1>strokedfc: group report</h1>" + body + "</body></html>\n"
+    )
+    return atomic_write_text(output_dir / "group.html", page)
