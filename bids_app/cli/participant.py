@@ -146,8 +146,15 @@ def run_participant_level(config: Config) -> int:
                 "create_report": False,
             },
             "monitoring": {"enabled": False},
+            "logging": {
+                "workflow_level": "INFO" if ex.verbose else "WARNING",
+                "interface_level": "INFO" if ex.verbose else "WARNING",
+            },
         }
     )
+    from nipype import logging as nlogging
+
+    nlogging.update_logging(ncfg)
     plugin, plugin_args = _load_plugin(ex.use_plugin, ex.nprocs)
     os.environ.setdefault("OMP_NUM_THREADS", str(ex.omp_nthreads))
 

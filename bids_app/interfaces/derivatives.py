@@ -205,8 +205,9 @@ def _report_data(report_file: str, max_motion: float, seed_mni: list[float]):
     windows = np.stack(
         [np.asarray(dfc_img.dataobj[..., int(i)], dtype=np.float32) for i in idx], -1
     )
-    denoised = nib.load(info["denoised"])
-    background = np.asarray(denoised.dataobj, dtype=np.float32).std(axis=3)
+    background = _template_background(dfc_img.shape[:3], dfc_img.affine)
+    if background is None:  # fall back on the temporal SD of the denoised series
+        background = np.asarray(nib.load(info["denoised"]).dataobj, dtype=np.float32).std(axis=3)
     carpet = np.load(info["carpet_file"])
     qc = dict(plan["qc"])
     qc.update(
@@ -240,6 +241,20 @@ def _report_data(report_file: str, max_motion: float, seed_mni: list[float]):
         qc=qc,
         prediction=_report_prediction(info.get("prediction")),
     )
+
+
+def _template_background(shape: tuple, affine: np.ndarray) -> np.ndarray | None:
+    """nilearn's packaged MNI152 (2009a sym) T1 template on the output grid, if available."""
+    try:
+        from nilearn.datasets import load_mni152_template
+
+        from bids_app.core.grid import resample_volume
+
+        tpl = load_mni152_template(resolution=2)
+        data = np.asarray(tpl.dataobj, dtype=np.float32)
+        return resample_volume(data, tpl.affine, tuple(shape), affine, order=1)
+    except Exception:  # noqa: BLE001 - a report background is never worth a crash
+        return None
 
 
 def _report_prediction(pred: dict | None) -> dict | None:
