@@ -100,6 +100,7 @@ def test_report_sections_images_and_leakage(group_run, unit):
     assert text.index('id="headline"') < text.index('id="cohort"')
     assert "sub-77" in text  # excluded participant listed
     assert "FWE-corrected" in text and "Uncorrected clusters" in text
+    assert "k-medians" in text and "Allen et al. (2014)" in text
 
 
 def test_report_marks_skipped_parts(group_run):
@@ -116,5 +117,5 @@ def test_report_marks_skipped_parts(group_run):
     parser = _Collect()
     parser.feed(text)
     assert parser.ids == SECTIONS
-    assert "The CNN classification was not run" in text
-    assert "The connectivity-state analysis was not run" in text
+    assert "Not run: CNN classification" in text
+    assert "Not run: connectivity-state analysis" in text

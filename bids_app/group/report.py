@@ -148,7 +148,13 @@ def _img(output_dir: Path, path, caption: str = "") -> str:
 
 
 def _not_run(what: str) -> str:
-    return f'<p class="note">{_esc(what)} was not run.</p>'
+    return f'<p class="note">Not run: {_esc(what)}.</p>'
+
+
+def _pval(v) -> str:
+    if v is None or pd.isna(v):
+        return "n/a"
+    return "< 0.001" if v < 0.001 else f"{v:.3f}"
 
 
 def _pct(x) -> str:
@@ -188,7 +194,7 @@ def _cnn_headline(cnn: dict) -> str:
 
 def _cnn_section(output_dir: Path, cnn: dict | None) -> str:
     if not cnn:
-        return _not_run("The CNN classification")
+        return _not_run("CNN classification")
     out = _cnn_headline(cnn)
     folds = _read_tsv(output_dir / "group" / "cnn" / "folds.tsv")
     if folds is not None and not folds.empty:
@@ -221,7 +227,7 @@ def _cnn_section(output_dir: Path, cnn: dict | None) -> str:
 
 def _states_section(output_dir: Path, states: dict | None) -> str:
     if not states:
-        return _not_run("The connectivity-state analysis")
+        return _not_run("connectivity-state analysis")
     how = "elbow of the L1 cost curve" if states.get("k_selection") == "elbow" else "--k"
     out = (
         f"<p>{states.get('n_windows')} windows of {states.get('n_participants')} "
@@ -241,7 +247,7 @@ def _states_section(output_dir: Path, states: dict | None) -> str:
 
 def _stats_section(output_dir: Path, stats: dict | None) -> str:
     if not stats:
-        return _not_run("The group statistics")
+        return _not_run("group statistics")
     if not stats.get("ran"):
         return f'<p class="note">Not run: {_esc(stats.get("reason", "no states"))}.</p>'
     out = (
@@ -294,17 +300,17 @@ def _cohort_section(cohort, cfg) -> str:
 def _demographics_section(output_dir: Path) -> str:
     table = _read_tsv(output_dir / "group" / "stats" / "demographics.tsv")
     if table is None:
-        return _not_run("The demographics table")
+        return _not_run("demographics table")
     cols = ["label", "SSP", "MSP", "p_value", "test"]
     shown = table[cols].copy()
-    shown["p_value"] = shown["p_value"].map(lambda v: "n/a" if pd.isna(v) else f"{v:.3f}")
+    shown["p_value"] = shown["p_value"].map(_pval)
     return "<p>Table 2: mean ± SD or counts; same participants as the CNN.</p>" + _table(shown)
 
 
 def _lesion_section(output_dir: Path) -> str:
     path = output_dir / "group" / "stats" / "lesions.json"
     if not path.is_file():
-        return _not_run("The lesion overlap")
+        return _not_run("lesion overlap")
     info = json.loads(path.read_text())
     corr = info.get("correlation", {})
     r, p = corr.get("r"), corr.get("p")
@@ -314,6 +320,33 @@ def _lesion_section(output_dir: Path) -> str:
         f"{'n/a' if p is None else f'{p:.3g}'} (n = {corr.get('n')}).</p>"
     )
     return text + _img(output_dir, info.get("figure"), "Lesion overlap (participants per voxel)")
+
+
+def states_stats_methods(cfg) -> str:
+    """Methods paragraph (HTML) of the states and statistics, from the configuration."""
+    fwe = (
+        f"Voxel-level family-wise error was controlled with {cfg.fwe_permutations} max-t "
+        "permutations (two-sided; nilearn non_parametric_inference), and clusters of voxels "
+        "with p<sub>FWE</sub> &lt; 0.05 are reported separately."
+        if cfg.fwe_permutations > 0
+        else "No permutation correction was run."
+    )
+    k_rule = "the elbow of the cost curve" if str(cfg.k) == "auto" else f"fixed at {cfg.k}"
+    return (
+        "<p>Connectivity states followed Allen et al. (2014): in each run, exemplar windows "
+        "were the local maxima over time of the spatial standard deviation of the brain-masked "
+        "Fisher-z dFC maps; exemplars were clustered with k-medians (L1 distance, "
+        f"component-wise median update; {cfg.kmeans_replicates} L1 k-means++ replicates, at "
+        f"most {cfg.kmeans_max_iter} iterations) for k = {cfg.k_range[0]}..{cfg.k_range[1]}; "
+        f"k was {k_rule}, and all windows were clustered starting from the exemplar "
+        f"centroids. States with a participation rate below {cfg.min_participation} were not "
+        "analysed. For each retained state, each participant's mean map over its windows in "
+        "the state entered a two-sample GLM (MSP = 1, SSP = 0; covariates "
+        f"{_esc(', '.join(cfg.covariates) or 'none')}, categorical ones one-hot coded). Maps "
+        f"were thresholded at |t| &gt; {cfg.t_threshold} with clusters of at least "
+        f"{cfg.cluster_size} voxels (26-connectivity, uncorrected, as in Gao et al. 2025). "
+        f"{fwe} Peaks were labelled with the AAL atlas (Tzourio-Mazoyer et al. 2002).</p>"
+    )
 
 
 def write_group_report(
@@ -349,7 +382,7 @@ def write_group_report(
     if cnn_summary:
         head += "<h3>CNN classification</h3>" + _cnn_headline(cnn_summary)
     else:
-        head += _not_run("The CNN classification")
+        head += _not_run("CNN classification")
     if states_summary:
         head += (
             f"<p>Connectivity states: k = {states_summary.get('k')}, retained "
@@ -373,6 +406,7 @@ def write_group_report(
             "methods",
             "Methods",
             methods_html
+            + states_stats_methods(cfg)
             + "<h3>References</h3><ol>"
             + "".join(f"<li>{_esc(r)}</li>" for r in REFERENCES)
             + "</ol>",
