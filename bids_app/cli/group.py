@@ -66,7 +66,7 @@ def run_group_level(config: Config) -> int:
     from bids_app.group.lesions import write_lesion_overlap
 
     stats_dir = group_dir / "stats"
-    demographics = write_demographics(cohort, out_dir=stats_dir)
+    demographics = write_demographics(cohort, out_dir=stats_dir, score_column=gcfg.score_column)
     lesions = write_lesion_overlap(cohort, out_dir=stats_dir)
     if not gcfg.skip_states:
         from bids_app.group.states import run_states
