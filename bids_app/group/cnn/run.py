@@ -226,9 +226,10 @@ def run_cnn(cohort, cache, cfg, *, out_dir: Path, random_seed: int, log=LOG) -> 
             cache, cfg, summary, seed=random_seed, device=device, out_dir=out_dir / "final",
             ctx=ctx, log=log,
         )  # fmt: skip
-    if ctx.is_main:
-        from bids_app.outputs import atomic_write_json
+    from bids_app.outputs import atomic_write_json, to_jsonable
 
+    summary = json.loads(json.dumps(to_jsonable(summary)))  # exactly what summary.json holds
+    if ctx.is_main:
         atomic_write_json(out_dir / "summary.json", summary)
     barrier(ctx)
     return summary
