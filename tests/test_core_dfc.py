@@ -198,3 +198,47 @@ def test_bad_inputs():
         bad, np.arange(20.0), window_length=5, valid=np.array([True, False, True])
     )
     assert np.all(z == 0)
+
+
+def test_tile_and_block_edges(monkeypatch):
+    """Band tiles and voxel blocks that do not divide the windows / voxels evenly."""
+    rng = np.random.default_rng(11)
+    seed = rng.standard_normal(47)
+    voxels = rng.standard_normal((13, 47)) + 0.4 * seed + rng.normal(0, 2, (13, 1))
+    valid = np.ones(13, dtype=bool)
+    valid[[2, 7]] = False  # non-contiguous voxel blocks (gathered, not views)
+    monkeypatch.setattr(dfc, "_TILE", 3)
+    monkeypatch.setattr(dfc, "_BLOCK", 4)
+    for shape in ("hamming", "rectangular"):
+        got = dfc.sliding_window_dfc(
+            voxels, seed, window_length=9, step=2, shape=shape, valid=valid
+        )
+        want = _naive_dfc(voxels, seed, 9, 2, shape)
+        want[:, ~valid] = 0
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("shape", ["hamming", "hann", "rectangular"])
+def test_large_offsets_keep_precision(shape):
+    """BOLD-like offsets (1e4) on small fluctuations, seed offset too: no cancellation."""
+    rng = np.random.default_rng(12)
+    seed = 500.0 + rng.standard_normal(120)
+    voxels = 1e4 * rng.uniform(0.5, 1.5, (6, 1)) + rng.standard_normal((6, 120)) + 0.5 * seed
+    got = dfc.sliding_window_dfc(voxels, seed, window_length=22, step=1, shape=shape)
+    want = _naive_dfc(voxels, seed, 22, 1, shape)
+    # np.corrcoef itself rounds at ~1e-12 relative here (tapered offsets of 1e4)
+    np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-9)
+
+
+def test_hann_zero_ends_give_zero():
+    """A series non-zero only where the Hann taper is 0 has no tapered variance: z = 0."""
+    rng = np.random.default_rng(13)
+    seed = rng.standard_normal(30)
+    voxels = np.zeros((2, 30))
+    voxels[0, ::9] = 3.0  # non-zero at t = 0, 9, 18, 27 only
+    voxels[1] = rng.standard_normal(30)
+    z = dfc.sliding_window_dfc(voxels, seed, window_length=10, step=9, shape="hann")
+    np.testing.assert_array_equal(z[:, 0], 0.0)  # windows 0-9, 9-18, 18-27: ends only
+    np.testing.assert_allclose(
+        z[:, 1], _naive_dfc(voxels[1:], seed, 10, 9, "hann")[:, 0], rtol=1e-9
+    )
