@@ -212,11 +212,19 @@ class Config:
     group: GroupConfig = field(default_factory=GroupConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain, TOML-serialisable dictionary (paths as strings, None left out)."""
-        return {
-            name: _plain(asdict(getattr(self, name)))
-            for name in ("execution", "participant", "group")
-        }
+        """Plain, TOML-serialisable dictionary (paths as strings, None left out).
+
+        A disabled filter (``high_pass``/``low_pass`` None) is written as ``"none"`` so that
+        re-running from the saved file does not bring the default cut-off back.
+        """
+        sections = {}
+        for name in ("execution", "participant", "group"):
+            values = asdict(getattr(self, name))
+            for key in _NONE_MEANS_OFF.intersection(values):
+                if values[key] is None:
+                    values[key] = "none"
+            sections[name] = _plain(values)
+        return sections
 
     def to_toml(self) -> str:
         """Serialise to TOML text."""
@@ -232,6 +240,9 @@ class Config:
         method["bids_filters"] = self.execution.bids_filters
         method["write_denoised"] = self.execution.write_denoised
         method["model_file"] = str(self.execution.model_file or "")
+        # Where the inputs come from changes the outputs too (e.g. a lesion directory added).
+        method["fmriprep_dir"] = str(self.execution.fmriprep_dir or "")
+        method["lesion_dir"] = str(self.execution.lesion_dir or "")
         text = json.dumps(method, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -246,6 +257,9 @@ def _plain(obj: Any) -> Any:
         return str(obj)
     return obj
 
+
+#: options for which None means "off" (written as "none" in TOML, which has no null)
+_NONE_MEANS_OFF = {"high_pass", "low_pass"}
 
 _PATH_FIELDS = {
     "bids_dir",
@@ -276,6 +290,10 @@ def section_from_dict(cls: type, values: dict[str, Any], *, source: str) -> Any:
         name = key.replace("-", "_")
         if name not in known:
             raise ConfigError(f"unknown option {key!r} in [{cls.__name__}]", source)
+        if name in _NONE_MEANS_OFF and isinstance(value, str):
+            if value.strip().lower() not in ("none", "off"):
+                raise ConfigError(f"{key} must be a number or 'none', got {value!r}", source)
+            value = None
         if name in _PATH_FIELDS and value is not None:
             value = Path(value)
         if isinstance(value, list) and name in ("seed_mni", "k_range"):

@@ -170,7 +170,7 @@ def _check_grid(runs: list[dict]) -> None:
                 "participant outputs are on different grids/spaces "
                 f"({first['space']} res-{first['resolution']} {first['shape']} for "
                 f"{first['dfc_path'].name} vs {run['space']} res-{run['resolution']} "
-                f"{run['shape']}); rerun the participant level with one --output-resolution",
+                f"{run['shape']}); rerun the participant level with one --resolution",
                 run["dfc_path"],
             )
 
