@@ -286,3 +286,19 @@ def test_seed_off_grid_is_an_option_error(tmp_path, capsys):
     assert _run(tmp_path, truth, "--seed-mni", "0", "0", "200") != 0
     line = _assert_one_error(capsys, "--seed-mni")
     assert "unexpected" not in line
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a run with too few retained volumes for the Butterworth band-pass "
+    "(sosfiltfilt needs more than 33 samples at order 5) passes planning and crashes in the "
+    "denoise node, after output_dir was created, instead of one InputError naming the BOLD",
+)
+def test_run_too_short_for_the_band_pass_is_refused_before_work(tmp_path, capsys):
+    subjects = [SubjectSpec("01", "n/a")]
+    truth = write_dataset(tmp_path, subjects, shape=SHAPE, affine=AFFINE, n_volumes=30, res="8")
+    truth["options"] = [*OPTIONS, "--confounds", "24P"]
+    capsys.readouterr()
+    assert _run(tmp_path, truth) != 0
+    _assert_one_error(capsys, truth["subjects"]["01"]["bold"].name)
+    _assert_nothing_written(tmp_path)
