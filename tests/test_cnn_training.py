@@ -111,7 +111,7 @@ class _FakeCache:
         rng = np.random.default_rng(seed)
         self.shape = shape
         labels = np.arange(n) % 2
-        self.vols = rng.normal(size=(n, *shape)).astype(np.float32) + labels[:, None, None, None]
+        self.vols = (rng.normal(size=(n, *shape)) + labels[:, None, None, None]).astype(np.float32)
         self.index = pd.DataFrame({"row": np.arange(n), "subject": "x", "label": labels})
 
     def volumes(self, rows):
