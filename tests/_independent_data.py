@@ -54,7 +54,8 @@ class SubjectSpec:
     ``lesion_radius`` define a spherical lesion mask (None: no mask). ``coupling`` plants a
     shared signal in spheres at ``coupling_sites``; ``nuisance_weight`` adds the
     ``white_matter`` column times this weight to every brain voxel; ``spike_mm`` adds a
-    translation spike (``trans_y``) at volume ``spike_volume``.
+    translation spike (``trans_y``) at volume ``spike_volume``. ``extra["non_steady"]`` flags
+    that many initial volumes with ``non_steady_state_outlierXX`` columns.
     """
 
     label: str
@@ -219,6 +220,8 @@ def _write_subject(spec, fmriprep, lesions, brain, affine, n, tr, res, noise, am
     csf = band_signal(n, tr, rng, freqs=(0.015, 0.09))
     motion = motion_table(n, rng, spec.spike_mm, spec.spike_volume)
     table = confounds_table(motion, 400.0 + 10.0 * wm, 900.0 + 10.0 * csf)
+    for k in range(int(spec.extra.get("non_steady", 0))):  # fMRIPrep's one-hot outlier columns
+        table[f"non_steady_state_outlier{k:02d}"] = np.eye(n)[k]
 
     data = np.zeros(shape + (n,), dtype=np.float32)
     nb = int(brain.sum())

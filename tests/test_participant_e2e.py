@@ -114,11 +114,12 @@ def _region_mean(path: Path, centre, radius: float = 10.0) -> float:
 
 @pytest.fixture(scope="module")
 def las(tmp_path_factory):
-    """Two participants on a 4 mm LAS grid with an off-grid origin, processed once."""
+    """Three participants on a 4 mm LAS grid with an off-grid origin, processed once."""
     root = tmp_path_factory.mktemp("las")
     subjects = [
         SubjectSpec("01", "R", lesion_centre=LESION_R, coupling=True),
         SubjectSpec("02", "left", lesion_centre=LESION_L, nuisance_weight=3.0, spike_mm=3.0),
+        SubjectSpec("03", "n/a", lesion_centre=LESION_R, coupling=True),  # side from the mask
     ]
     truth = write_dataset(
         root, subjects, shape=LAS4_SHAPE, affine=LAS4_AFFINE, n_volumes=N_VOL, tr=TR, res="4"
@@ -129,7 +130,7 @@ def las(tmp_path_factory):
 
 def test_las_run_succeeds(las):
     assert las["rc"] == 0
-    for sub in ("01", "02"):
+    for sub in ("01", "02", "03"):
         assert all(p is not None for p in _outputs(las["out"], sub).values())
 
 
@@ -139,8 +140,9 @@ def test_dfc_equals_independent_recomputation(las, sub):
     _check_dfc(las["out"], sub, length=W, step=STEP, n_expected=expected)
 
 
-def test_right_lesion_coupling_appears_in_left_hemisphere(las):
-    f = _outputs(las["out"], "01")
+@pytest.mark.parametrize("sub", ["01", "03"])
+def test_right_lesion_coupling_appears_in_left_hemisphere(las, sub):
+    f = _outputs(las["out"], sub)
     for key in ("sfc", "mean"):
         left = _region_mean(f[key], TARGET_LEFT)
         right = _region_mean(f[key], TARGET_RIGHT)
@@ -152,7 +154,7 @@ def test_right_lesion_coupling_appears_in_left_hemisphere(las):
     assert np.all((ijk @ seed.affine[0, :3] + seed.affine[0, 3]) < 0)
 
 
-@pytest.mark.parametrize("sub", ["01", "02"])
+@pytest.mark.parametrize("sub", ["01", "02", "03"])
 def test_lesion_is_left_and_zero_in_every_window(las, sub):
     f = _outputs(las["out"], sub)
     lesion_img = nib.load(str(f["lesion"]))
@@ -212,7 +214,7 @@ def _expected_motion(table, dummy: int) -> dict:
     }
 
 
-@pytest.mark.parametrize("sub", ["01", "02"])
+@pytest.mark.parametrize("sub", ["01", "02", "03"])
 def test_sidecar_fields_match_the_planted_truth(las, sub):
     f = _outputs(las["out"], sub)
     meta = json.loads(f["json"].read_text())
@@ -225,8 +227,8 @@ def test_sidecar_fields_match_the_planted_truth(las, sub):
     assert meta["SeedMNI"] == [-38.0, -22.0, 56.0]
     assert meta["SeedRadius"] == 8.0
     assert meta["SeedVoxels"] == int((_load(f["seed"]) > 0).sum()) > 0
-    assert meta["Mirrored"] is (sub == "01")
-    assert meta["LesionSide"] == ("R" if sub == "01" else "L")
+    assert meta["Mirrored"] is (sub != "02")
+    assert meta["LesionSide"] == ("L" if sub == "02" else "R")
     assert meta["DummyScans"] == DUMMY
     assert len(meta["Confounds"]) == 26
     assert set(meta["Confounds"]) == {
@@ -299,11 +301,13 @@ def _strategy_file(folder: Path) -> Path:
 
 def test_res2_grid_few_volumes(tmp_path):
     """fMRIPrep's real res-2 grid: dFC re-derived, windows counted, lesion zero, mirrored."""
-    subjects = [SubjectSpec("07", "R", lesion_centre=LESION_R, coupling=True)]
+    subjects = [
+        SubjectSpec("07", "R", lesion_centre=LESION_R, coupling=True, extra={"non_steady": 2})
+    ]
     truth = write_dataset(
         tmp_path, subjects, shape=RES2_SHAPE, affine=RES2_AFFINE, n_volumes=40, tr=1.5, res="2"
     )
-    options = ["--dummy-scans", "2", "--window-length", "10", "--window-step", "2"]
+    options = ["--dummy-scans", "auto", "--window-length", "10", "--window-step", "2"]
     options += ["--resolution", "9", "--seed-radius", "9", "--fwhm", "0"]
     # 38 retained volumes leave no degrees of freedom for 26 regressors: a strategy file
     options += ["--confounds", str(_strategy_file(tmp_path)), "--low-pass", "none"]
@@ -315,6 +319,7 @@ def test_res2_grid_few_volumes(tmp_path):
     assert meta["RepetitionTime"] == 1.5
     assert meta["Mirrored"] is True
     assert meta["Confounds"] == ["white_matter", "csf"]
+    assert meta["DummyScans"] == 2  # --dummy-scans auto: fMRIPrep's flagged volumes
     assert _region_mean(f["sfc"], TARGET_LEFT, 14) > _region_mean(f["sfc"], TARGET_RIGHT, 14)
 
 
