@@ -102,6 +102,16 @@ def _check_dfc(out: Path, sub: str, *, length: int, step: int, n_expected: int) 
     assert np.count_nonzero(dfc[brain & ~lesion]) > 0.9 * dfc[brain & ~lesion].size
     sidecar = json.loads(f["json"].read_text())
     assert sidecar["NumberOfWindows"] == n_expected
+    # summaries as DPABI: mean, MATLAB std (N-1) and CV over windows
+    np.testing.assert_allclose(_load(f["mean"]), ref.mean(axis=3), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(_load(f["std"]), ref.std(axis=3, ddof=1), atol=1e-4, rtol=0)
+    # static map: atanh of the whole-run Pearson r with the seed
+    seed_series = den[seed].mean(axis=0)
+    keep = brain & ~lesion
+    r = np.array([np.corrcoef(seed_series, v)[0, 1] for v in den[keep]])
+    static = np.zeros(brain.shape)
+    static[keep] = np.arctanh(np.clip(r, -R_CLIP, R_CLIP))
+    np.testing.assert_allclose(_load(f["sfc"]), static, atol=1e-4, rtol=0)
 
 
 def _region_mean(path: Path, centre, radius: float = 10.0) -> float:
@@ -314,7 +324,10 @@ def test_res2_grid_few_volumes(tmp_path):
     assert _run(tmp_path, truth, options) == 0
     _check_dfc(tmp_path / "out", "07", length=10, step=2, n_expected=(40 - 2 - 10) // 2 + 1)
     f = _outputs(tmp_path / "out", "07")
-    assert nib.load(str(f["dfc"])).shape[:3] == (21, 25, 21)
+    img = nib.load(str(f["dfc"]))
+    assert img.shape[:3] == (21, 25, 21)  # the SPM box [-90 -126 -72; 90 90 108] at 9 mm
+    spm_box = np.array([[9.0, 0, 0, -90], [0, 9.0, 0, -126], [0, 0, 9.0, -72], [0, 0, 0, 1]])
+    np.testing.assert_allclose(img.affine, spm_box, atol=1e-5)
     meta = json.loads(f["json"].read_text())
     assert meta["RepetitionTime"] == 1.5
     assert meta["Mirrored"] is True
