@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from types import SimpleNamespace
 
 import numpy as np
@@ -203,3 +204,32 @@ def test_config_namespace_and_bad_model_rejected(tmp_path):
         run_cnn(cohort, cache, bad, out_dir=tmp_path / "cnn", random_seed=0)
     with pytest.raises(ValueError, match="too few participants per class for n_folds=4"):
         run_cnn(cohort, cache, _cfg(n_folds=4), out_dir=tmp_path / "c2", random_seed=0)
+
+
+def test_interrupted_fold_resumes_in_run_cnn(tmp_path, monkeypatch, caplog):
+    import bids_app.group.cnn.train as train_mod
+
+    cohort, cache = _study(tmp_path, n_subjects=6, n_windows=4, rng=5, group_effect=1.0)
+    cfg = _cfg(model="vgg3d", n_folds=2, folds=[1], width_multiplier=0.0625, fc_width=16,
+               dropout=0.2, epochs=3, batch_size=4)  # fmt: skip
+    run_cnn(cohort, cache, cfg, out_dir=tmp_path / "whole", random_seed=1)
+    original = train_mod.train_model
+
+    def killed(*args, **kwargs):
+        original(*args, **{**kwargs, "stop_after": 1})
+        raise KeyboardInterrupt  # the process dies after epoch 1
+
+    monkeypatch.setattr(train_mod, "train_model", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_cnn(cohort, cache, cfg, out_dir=tmp_path / "resumed", random_seed=1)
+    ckpts = list((tmp_path / "resumed" / "fold-1").glob("checkpoint-*.pt"))
+    assert len(ckpts) == 1 and torch.load(ckpts[0], weights_only=True)["epoch"] == 1
+    assert (tmp_path / "resumed" / "splits.tsv").exists()  # splits written before training
+    monkeypatch.setattr(train_mod, "train_model", original)
+    with caplog.at_level(logging.INFO, logger="strokedfc.group.cnn"):
+        run_cnn(cohort, cache, cfg, out_dir=tmp_path / "resumed", random_seed=1)
+    assert "after epoch 1" in caplog.text  # resumed, not restarted
+    for name in ("folds.tsv", "predictions.tsv", "fold-1/curves.tsv"):
+        pd.testing.assert_frame_equal(_read(tmp_path / "whole" / name),
+                                      _read(tmp_path / "resumed" / name))  # fmt: skip
+    assert not list((tmp_path / "resumed" / "fold-1").glob("checkpoint-*.pt"))

@@ -174,6 +174,7 @@ def run_cnn(cohort, cache, cfg, *, out_dir: Path, random_seed: int, log=LOG) -> 
     log.info("CNN cross-validation: model %s on device %s (rank %d/%d)", cfg.model, device,
              ctx.rank, ctx.world_size)  # fmt: skip
     index = cache.index
+    todo = _check_folds(getattr(cfg, "folds", None), cfg.n_folds)
     assignment = make_splits(index, cfg, random_seed)
     leakage = None
     if cfg.cv_unit == "window":
@@ -191,7 +192,7 @@ def run_cnn(cohort, cache, cfg, *, out_dir: Path, random_seed: int, log=LOG) -> 
         res = _load_result(out_dir / f"fold-{k}" / "result.json", chash)
         if res is not None:
             results[k] = res
-    for k in _check_folds(getattr(cfg, "folds", None), cfg.n_folds):
+    for k in todo:
         if k in results:
             log.info("fold %d: reusing finished result", k)
             continue
@@ -404,7 +405,7 @@ def run_fold(k, cache, assignment, participants, cfg, *, seed, device, out_dir, 
     log.info("fold %d: %d train, %d validation, %d test windows", k,
              *(rows[r].size for r in sp.ROLES))  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = out_dir / "checkpoint.pt"
+    ckpt = out_dir / f"checkpoint-{chash}.pt"  # never resumed under another config
     probs, state, curves, best_epoch = fit_predict(
         cache, cfg, rows, seed=seed, device=device, ckpt=ckpt, ctx=ctx, log=log
     )
@@ -440,8 +441,13 @@ def run_fold(k, cache, assignment, participants, cfg, *, seed, device, out_dir, 
         from bids_app.outputs import atomic_write_json
 
         atomic_write_json(out_dir / "result.json", result)
-        ckpt.unlink(missing_ok=True)
+        _remove_checkpoints(out_dir)
     return json.loads(json.dumps(result, default=float))
+
+
+def _remove_checkpoints(folder: Path) -> None:
+    for path in folder.glob("checkpoint-*.pt"):
+        path.unlink(missing_ok=True)
 
 
 def _retrain_null(k, cache, cfg, rows, participants, pred, *, seed, device, ctx, log) -> dict:
@@ -498,8 +504,9 @@ def train_final(cache, cfg, summary: dict, *, seed, device, out_dir: Path, ctx, 
     rows = {"train": all_rows[~is_val_row], "validation": all_rows[is_val_row],
             "test": all_rows[:0]}  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = out_dir / f"checkpoint-{summary.get('config_hash')}.pt"
     _, state, curves, best_epoch = fit_predict(
-        cache, cfg, rows, seed=int(seed), device=device, ckpt=out_dir / "checkpoint.pt",
+        cache, cfg, rows, seed=int(seed), device=device, ckpt=ckpt,
         ctx=ctx, log=log,
     )  # fmt: skip
     part = summary.get("metrics", {}).get("participant", {})
@@ -513,5 +520,5 @@ def train_final(cache, cfg, summary: dict, *, seed, device, out_dir: Path, ctx, 
         _save_model(out_dir, state, cache, cfg, meta)
         if curves:
             write_tsv(pd.DataFrame(curves), out_dir / "curves.tsv", "curves")
-        (out_dir / "checkpoint.pt").unlink(missing_ok=True)
+        _remove_checkpoints(out_dir)
     return {"path": str(out_dir / "model.pt") if state is not None else None, **meta}
