@@ -85,6 +85,12 @@ def test_planted_group_effect_is_found_by_subject_cv(tmp_path):
     folds = _read(tmp_path / "cnn" / "folds.tsv")
     assert set(folds.level) == {"window", "participant"} and len(folds) == 6
     assert ((folds.p_value > 0) & (folds.p_value <= 1)).all()
+    assert folds.p_value_retrain.isna().all()
+    # retraining on participant-shuffled labels (the stronger test), 3 times per fold
+    r = run_cnn(cohort, cache, _cfg(permutation_retrain=3), out_dir=tmp_path / "r", random_seed=3)
+    p = _read(tmp_path / "r" / "folds.tsv").p_value_retrain
+    assert p.isin([0.25, 0.5, 0.75, 1.0]).all()  # (1 + k) / (1 + 3)
+    assert r["config_hash"] != s["config_hash"]
 
 
 def test_fold_subsets_then_aggregate_equal_one_full_run(tmp_path):

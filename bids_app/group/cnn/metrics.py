@@ -194,3 +194,50 @@ def write_tsv(df: pd.DataFrame, path, what: str) -> None:
     atomic_write_text(path, df.to_csv(sep="\t", index=False, na_rep="n/a", lineterminator="\n"))
     side = {c: {"Description": COLUMN_DESCRIPTIONS.get(c, c)} for c in df.columns}
     atomic_write_json(path.with_suffix(".json"), {"Table": what, "Columns": side})
+
+
+def fold_metric_rows(fold: int, pred: dict, null: dict, p_retrain: dict) -> list[dict]:
+    """Rows of folds.tsv (window and participant level) of one fold.
+
+    ``pred[level][role]`` are tables with ``true_label`` and ``probability`` (from
+    :func:`prediction_tables`); ``null[level]`` the permutation null of the balanced accuracy;
+    ``p_retrain[level]`` the retraining p-value (NaN when absent).
+    """
+    from bids_app.group.cnn.permutation import permutation_p_value
+
+    out = []
+    for level in ("window", "participant"):
+        tr, te = pred[level]["train"], pred[level]["test"]
+        m = classification_metrics(te["true_label"], te["probability"])
+        train_acc = classification_metrics(tr["true_label"], tr["probability"])["accuracy"]
+        obs = m["balanced_accuracy"]
+        out.append(
+            {"fold": fold, "level": level, "n_test": len(te), "train_accuracy": train_acc,
+             "test_accuracy": m["accuracy"], "p_value": permutation_p_value(null[level], obs),
+             **{k: m[k] for k in ("auc", "specificity", "sensitivity", "f_score",
+                                  "balanced_accuracy")},
+             "p_value_retrain": p_retrain.get(level, float("nan"))}
+        )  # fmt: skip
+    return out
+
+
+def prediction_tables(index: pd.DataFrame, rows: dict, probs: dict, participants, fold) -> dict:
+    """``{level: {role: table}}`` of train/test predictions at window and participant level.
+
+    Window tables: ``participant, run, window, fold, true_label, probability``; participant
+    tables from :func:`participant_scores`. ``participants`` maps cache row -> ``sub-<label>``.
+    """
+    idx = index.set_index("row")
+    out = {"window": {}, "participant": {}}
+    for role in ("train", "test"):
+        r = rows[role]
+        win = pd.DataFrame({
+            "participant": participants.to_numpy()[r], "run": idx.loc[r, "run_key"].to_numpy(),
+            "window": idx.loc[r, "window"].to_numpy(), "fold": fold,
+            "true_label": idx.loc[r, "label"].to_numpy(dtype=int), "probability": probs[role],
+        })  # fmt: skip
+        out["window"][role] = win
+        out["participant"][role] = participant_scores(
+            win["participant"].to_numpy(), win["true_label"].to_numpy(), win["probability"]
+        )
+    return out

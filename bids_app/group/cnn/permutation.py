@@ -99,3 +99,45 @@ def shuffle_participant_labels(
 ) -> np.ndarray:
     """One participant-level shuffle of window labels (for retraining permutations)."""
     return permuted_labels(y, participants, 1, rng)[0]
+
+
+def retrain_null(fit, who: np.ndarray, y: np.ndarray, pred: dict, n: int, rng) -> dict:
+    """p-values of the test balanced accuracy against ``n`` retrainings on shuffled labels.
+
+    Parameters
+    ----------
+    fit : callable
+        ``fit(shuffled_labels, j) -> test probabilities`` (a model trained from scratch on the
+        training/validation windows with ``shuffled_labels``).
+    who : array
+        Participant of each training/validation window (labels are shuffled per participant,
+        so each participant's windows keep one label); window indices in window mode.
+    y : array of int
+        True training/validation labels.
+    pred : dict
+        ``pred[level]["test"]`` tables (window and participant level) of the real model.
+    n : int
+        Number of retrainings.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    dict
+        ``{"window": p, "participant": p}`` with ``p = (1 + #{null >= observed}) / (1 + n)``.
+    """
+    from bids_app.group.cnn.metrics import classification_metrics, participant_scores
+
+    te = pred["window"]["test"]
+    null: dict = {"window": [], "participant": []}
+    for j in range(n):
+        prob = fit(shuffle_participant_labels(who, y, rng), j)
+        null["window"].append(classification_metrics(te["true_label"], prob)["balanced_accuracy"])
+        ps = participant_scores(te["participant"].to_numpy(), te["true_label"], prob)
+        m = classification_metrics(ps["true_label"], ps["probability"])
+        null["participant"].append(m["balanced_accuracy"])
+    out = {}
+    for level, values in null.items():
+        t = pred[level]["test"]
+        obs = classification_metrics(t["true_label"], t["probability"])["balanced_accuracy"]
+        out[level] = permutation_p_value(np.asarray(values, dtype=float), obs)
+    return out

@@ -6,6 +6,8 @@ participant-level accuracy of the model it came from and a disclaimer.
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 from pathlib import Path
 
@@ -120,3 +122,36 @@ def predict_participant(
         "cv_participant_accuracy": meta.get("cv_participant_accuracy"),
         "disclaimer": DISCLAIMER,
     }
+
+
+def model_config(cache, cfg):
+    """VGG3DConfig of ``cfg`` (width_multiplier, fc_width, dropout) on the cache's grid."""
+    from bids_app.group.cnn.model import VGG3DConfig
+
+    return VGG3DConfig(
+        in_shape=tuple(cache.shape),
+        width_multiplier=cfg.width_multiplier,
+        fc_width=cfg.fc_width,
+        dropout=cfg.dropout,
+    )
+
+
+def save_model(out: Path, state, cache, cfg, meta: dict) -> None:
+    """Write ``model.pt`` (state_dict; skipped when ``state`` is None), ``model.json`` and
+    ``mask.npy`` (the cache's brain mask) into ``out`` atomically."""
+    import torch
+
+    from bids_app.outputs import atomic_write_bytes, atomic_write_json
+
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(cache.mask, dtype=bool), allow_pickle=False)
+    atomic_write_bytes(out / "mask.npy", buf.getvalue())
+    info = {"model": cfg.model, "mask_file": "mask.npy", "affine": np.asarray(cache.affine),
+            "in_shape": list(cache.shape), "n_mask_voxels": int(np.sum(cache.mask)),
+            "label_names": {"0": "mild/moderate", "1": "severe"}, **meta}  # fmt: skip
+    if state is not None:
+        info["model_config"] = dataclasses.asdict(model_config(cache, cfg))
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(out / "model.pt", buf.getvalue())
+    atomic_write_json(out / "model.json", info)

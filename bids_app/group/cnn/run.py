@@ -20,8 +20,15 @@ import numpy as np
 import pandas as pd
 
 from bids_app.group.cnn import splits as sp
-from bids_app.group.cnn.metrics import FOLD_COLUMNS, summarise_folds, write_tsv
-from bids_app.group.cnn.permutation import label_shuffle_null, permutation_p_value
+from bids_app.group.cnn.metrics import (
+    FOLD_COLUMNS,
+    fold_metric_rows,
+    prediction_tables,
+    summarise_folds,
+    write_tsv,
+)
+from bids_app.group.cnn.permutation import label_shuffle_null, retrain_null
+from bids_app.group.cnn.predict import model_config, save_model
 
 LOG = logging.getLogger("strokedfc.group.cnn")
 
@@ -275,17 +282,6 @@ def fold_seeds(random_seed: int, n_folds: int) -> list[int]:
     return [int(c.generate_state(1)[0] % 2**31) for c in children]
 
 
-def _model_config(cache, cfg):
-    from bids_app.group.cnn.model import VGG3DConfig
-
-    return VGG3DConfig(
-        in_shape=tuple(cache.shape),
-        width_multiplier=cfg.width_multiplier,
-        fc_width=cfg.fc_width,
-        dropout=cfg.dropout,
-    )
-
-
 def _logreg(seed: int):
     import inspect
 
@@ -326,7 +322,7 @@ def fit_predict(
 
     settings = TrainSettings.from_config(cfg)
     torch.manual_seed(seed)
-    model = VGG3D(_model_config(cache, cfg))
+    model = VGG3D(model_config(cache, cfg))
     res = train_model(
         model, cache, rows["train"], rows["validation"], settings=settings, device=device,
         seed=seed, checkpoint=ckpt, train_labels=labels.get("train"),
@@ -340,65 +336,6 @@ def fit_predict(
     return probs, res.best_state, res.curves, res.best_epoch
 
 
-def _level_rows(fold, pred: dict, null: dict, p_retrain: dict) -> list[dict]:
-    from bids_app.group.cnn.metrics import classification_metrics
-
-    out = []
-    for level in ("window", "participant"):
-        tr, te = pred[level]["train"], pred[level]["test"]
-        m = classification_metrics(te["true_label"], te["probability"])
-        train_acc = classification_metrics(tr["true_label"], tr["probability"])["accuracy"]
-        obs = m["balanced_accuracy"]
-        out.append(
-            {"fold": fold, "level": level, "n_test": len(te), "train_accuracy": train_acc,
-             "test_accuracy": m["accuracy"], "p_value": permutation_p_value(null[level], obs),
-             **{k: m[k] for k in ("auc", "specificity", "sensitivity", "f_score",
-                                  "balanced_accuracy")},
-             "p_value_retrain": p_retrain.get(level, float("nan"))}
-        )  # fmt: skip
-    return out
-
-
-def _tables(cache, rows, probs, participants, fold) -> dict:
-    from bids_app.group.cnn.metrics import participant_scores
-
-    idx = cache.index.set_index("row")
-    out = {"window": {}, "participant": {}}
-    for role in ("train", "test"):
-        r = rows[role]
-        win = pd.DataFrame({
-            "participant": participants.to_numpy()[r], "run": idx.loc[r, "run_key"].to_numpy(),
-            "window": idx.loc[r, "window"].to_numpy(), "fold": fold,
-            "true_label": idx.loc[r, "label"].to_numpy(dtype=int), "probability": probs[role],
-        })  # fmt: skip
-        out["window"][role] = win
-        out["participant"][role] = participant_scores(
-            win["participant"].to_numpy(), win["true_label"].to_numpy(), win["probability"]
-        )
-    return out
-
-
-def _save_model(out: Path, state, cache, cfg, meta: dict) -> None:
-    import io
-
-    import torch
-
-    from bids_app.outputs import atomic_write_bytes, atomic_write_json
-
-    buf = io.BytesIO()
-    np.save(buf, np.asarray(cache.mask, dtype=bool), allow_pickle=False)
-    atomic_write_bytes(out / "mask.npy", buf.getvalue())
-    info = {"model": cfg.model, "mask_file": "mask.npy", "affine": np.asarray(cache.affine),
-            "in_shape": list(cache.shape), "n_mask_voxels": int(np.sum(cache.mask)),
-            "label_names": {"0": "mild/moderate", "1": "severe"}, **meta}  # fmt: skip
-    if state is not None:
-        info["model_config"] = dataclasses.asdict(_model_config(cache, cfg))
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        atomic_write_bytes(out / "model.pt", buf.getvalue())
-    atomic_write_json(out / "model.json", info)
-
-
 def run_fold(k, cache, assignment, participants, cfg, *, seed, device, out_dir, chash, ctx, log):
     """Train, predict, test and permute one fold; write ``out_dir`` (rank 0); the result dict."""
     rows = sp.fold_rows(assignment, k)
@@ -409,7 +346,7 @@ def run_fold(k, cache, assignment, participants, cfg, *, seed, device, out_dir, 
     probs, state, curves, best_epoch = fit_predict(
         cache, cfg, rows, seed=seed, device=device, ckpt=ckpt, ctx=ctx, log=log
     )
-    pred = _tables(cache, rows, probs, participants, k)
+    pred = prediction_tables(cache.index, rows, probs, participants, k)
     rng = np.random.default_rng(seed + 1)
     te_w, te_p = pred["window"]["test"], pred["participant"]["test"]
     groups = te_w["participant"].to_numpy() if cfg.cv_unit == "subject" else None
@@ -424,7 +361,7 @@ def run_fold(k, cache, assignment, participants, cfg, *, seed, device, out_dir, 
                               device=device, ctx=ctx, log=log)  # fmt: skip
     result = {
         "fold": k, "config_hash": chash, "seed": seed, "best_epoch": best_epoch,
-        "rows": _level_rows(k, pred, null, p_retrain),
+        "rows": fold_metric_rows(k, pred, null, p_retrain),
         "null": {lvl: v.tolist() for lvl, v in null.items()},
         "roc": {lvl: {"true_label": pred[lvl]["test"]["true_label"].tolist(),
                       "probability": pred[lvl]["test"]["probability"].tolist()}
@@ -437,7 +374,7 @@ def run_fold(k, cache, assignment, participants, cfg, *, seed, device, out_dir, 
             write_tsv(pd.DataFrame(curves), out_dir / "curves.tsv", "curves")
         meta = {"fold": k, "best_epoch": best_epoch, "config_hash": chash,
                 "metrics": result["rows"]}  # fmt: skip
-        _save_model(out_dir, state, cache, cfg, meta)
+        save_model(out_dir, state, cache, cfg, meta)
         from bids_app.outputs import atomic_write_json
 
         atomic_write_json(out_dir / "result.json", result)
@@ -451,40 +388,23 @@ def _remove_checkpoints(folder: Path) -> None:
 
 
 def _retrain_null(k, cache, cfg, rows, participants, pred, *, seed, device, ctx, log) -> dict:
-    """p-values from retraining with participant-shuffled training labels (the stronger test)."""
-    from bids_app.group.cnn.metrics import classification_metrics, participant_scores
-    from bids_app.group.cnn.permutation import shuffle_participant_labels
-
+    """Retraining p-values (``cfg.permutation_retrain`` fits on shuffled training labels)."""
     n = int(getattr(cfg, "permutation_retrain", 0) or 0)
     if n <= 0:
         return {}
-    idx = cache.index.set_index("row")
-    rng = np.random.default_rng(seed + 2)
     fit_rows = np.concatenate([rows["train"], rows["validation"]])
-    who = participants.to_numpy()[fit_rows]
-    y = idx.loc[fit_rows, "label"].to_numpy(dtype=int)
-    if cfg.cv_unit == "window":
-        who = fit_rows
-    te = pred["window"]["test"]
-    null = {"window": [], "participant": []}
-    for j in range(n):
-        yp = shuffle_participant_labels(who, y, rng)
-        n_tr = rows["train"].size
-        labels = {"train": yp[:n_tr], "validation": yp[n_tr:]}
+    y = cache.index.set_index("row").loc[fit_rows, "label"].to_numpy(dtype=int)
+    who = participants.to_numpy()[fit_rows] if cfg.cv_unit == "subject" else fit_rows
+    n_tr = rows["train"].size
+
+    def fit(shuffled: np.ndarray, j: int) -> np.ndarray:
+        labels = {"train": shuffled[:n_tr], "validation": shuffled[n_tr:]}
         probs, *_ = fit_predict(cache, cfg, rows, seed=seed + 1000 + j, device=device,
                                 labels=labels, ctx=ctx, log=log)  # fmt: skip
-        m = classification_metrics(te["true_label"], probs["test"])
-        ps = participant_scores(te["participant"].to_numpy(), te["true_label"], probs["test"])
-        mp = classification_metrics(ps["true_label"], ps["probability"])
-        null["window"].append(m["balanced_accuracy"])
-        null["participant"].append(mp["balanced_accuracy"])
         log.info("fold %d: retraining permutation %d/%d", k, j + 1, n)
-    out = {}
-    for level in null:
-        te_l = pred[level]["test"]
-        obs = classification_metrics(te_l["true_label"], te_l["probability"])["balanced_accuracy"]
-        out[level] = permutation_p_value(np.asarray(null[level]), obs)
-    return out
+        return probs["test"]
+
+    return retrain_null(fit, who, y, pred, n, np.random.default_rng(seed + 2))
 
 
 def train_final(cache, cfg, summary: dict, *, seed, device, out_dir: Path, ctx, log) -> dict:
@@ -517,7 +437,7 @@ def train_final(cache, cfg, summary: dict, *, seed, device, out_dir: Path, ctx, 
         "cv_unit": cfg.cv_unit, "n_train_windows": int(rows["train"].size),
     }  # fmt: skip
     if ctx.is_main:
-        _save_model(out_dir, state, cache, cfg, meta)
+        save_model(out_dir, state, cache, cfg, meta)
         if curves:
             write_tsv(pd.DataFrame(curves), out_dir / "curves.tsv", "curves")
         _remove_checkpoints(out_dir)
