@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from bids_app.config import GroupConfig
+from bids_app.errors import ConfigError
 from bids_app.group.cache import build_cache
 from bids_app.group.cnn.data import WindowDataset, make_loader
 from bids_app.group.cnn.model import VGG3D, VGG3DConfig
@@ -166,7 +167,7 @@ def test_dataset_items_and_device_resolution():
     if torch.cuda.is_available():
         assert resolve_device("cuda").type == "cuda"
     else:
-        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
             resolve_device("cuda")
     with pytest.raises(ValueError, match="device must be"):
         resolve_device("tpu")

@@ -74,13 +74,22 @@ class TrainResult:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available else CPU; ``"cuda"`` without a GPU is an error."""
+    """``"auto"`` -> CUDA when available else CPU; ``"cuda"`` without a GPU is an error.
+
+    Raises
+    ------
+    ConfigError
+        ``"cuda"`` requested but torch sees no GPU (never a silent CPU run).
+    """
     if name not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {name!r}")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            "device 'cuda' was requested but no CUDA GPU is available to torch "
-            f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); use --device cpu"
+        from bids_app.errors import ConfigError
+
+        raise ConfigError(
+            "--device cuda was requested but no CUDA GPU is available to torch "
+            f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); use --device cpu "
+            "or auto"
         )
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
