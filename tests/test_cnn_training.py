@@ -205,7 +205,13 @@ def test_vgg3d_run_writes_loadable_models_and_predicts(tmp_path):
 
 
 def test_config_namespace_and_bad_model_rejected(tmp_path):
-    cohort, cache = _study(tmp_path, n_subjects=6, n_windows=3, rng=4)
+    motion = [False] * 6 + [True]  # sub-07 moves too much and is excluded
+    cohort, cache = _study(tmp_path, n_subjects=7, n_windows=3, rng=4, high_motion=motion)
+    s = run_cnn(cohort, cache, _cfg(n_folds=2), out_dir=tmp_path / "ok", random_seed=0)
+    assert [e["participant"] for e in s["excluded"]] == ["sub-07"] and s["excluded"][0]["reason"]
+    assert "sub-07" not in set(_read(tmp_path / "ok" / "splits.tsv").participant)
+    assert s["pooled"]["n_participants"] == 6
+    assert 1 / 21 <= s["pooled"]["p_value"] <= 1
     bad = SimpleNamespace(**{**dataclasses.asdict(_cfg(n_folds=2)), "model": "svm"})
     with pytest.raises(ValueError, match="model must be"):
         run_cnn(cohort, cache, bad, out_dir=tmp_path / "cnn", random_seed=0)
