@@ -200,8 +200,10 @@ def test_bad_inputs():
     assert np.all(z == 0)
 
 
-def test_tile_and_block_edges(monkeypatch):
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_tile_and_block_edges(monkeypatch, threads):
     """Band tiles and voxel blocks that do not divide the windows / voxels evenly."""
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)  # voxel blocks shared among threads
     rng = np.random.default_rng(11)
     seed = rng.standard_normal(47)
     voxels = rng.standard_normal((13, 47)) + 0.4 * seed + rng.normal(0, 2, (13, 1))

@@ -25,8 +25,9 @@ the data with a band matrix (windows x time) holding the weights, evaluated tile
 (``_TILE`` windows against the ``(_TILE - 1) * step + W`` time points they cover) so that BLAS
 skips most of the band's zeros.  The covariance weights are the taper times the tapered,
 window-centred seed divided by its standard deviation, so no voxel x seed products are formed.
-Voxels are processed in blocks of ``_BLOCK`` with reused buffers, and BLAS is held to one
-thread (the products are small; parallelism comes from the workflow's processes).  A
+Voxels are processed in blocks of ``_BLOCK`` with reused buffers, shared among
+``OMP_NUM_THREADS`` threads (default: the usable CPUs, at most 8) while BLAS is held to one
+thread (the products are small); results do not depend on the number of threads.  A
 cumulative-sum formulation (the Hamming and Hann tapers are cosine sums) is O(V * T) in theory
 but needs 13-15 cumulative sums per voxel and was several times slower in NumPy than the tiled
 BLAS products (``bench/bench_dfc.py`` times both).
@@ -35,6 +36,7 @@ BLAS products (``bench/bench_dfc.py`` times both).
 from __future__ import annotations
 
 import contextlib
+import os
 
 import numpy as np
 
@@ -56,7 +58,7 @@ WINDOW_SHAPES = ("hamming", "hann", "rectangular")
 #: Relative threshold below which a tapered window variance counts as zero.
 _REL_VAR_EPS = 1e-12
 #: Number of voxels processed together (bounds the temporary memory, ~12 arrays of this width).
-_BLOCK = 2048
+_BLOCK = 1024
 #: Number of windows per band tile (one BLAS product per tile and windowed quantity).
 _TILE = 32
 
@@ -177,14 +179,32 @@ def sliding_window_dfc(
 
 
 def _dfc_blocks(x, y, idx, taper, step, out) -> None:
-    """Fill out[:, idx] block by block (see :func:`sliding_window_dfc`)."""
-    n_win, n_t, window_length = out.shape[0], x.shape[1], taper.size
-    tiles = _taper_tiles(taper, _seed_coefficients(y, taper, step, n_win), step)
+    """Fill out[:, idx], voxel blocks shared among threads (see :func:`sliding_window_dfc`)."""
+    tiles = _taper_tiles(taper, _seed_coefficients(y, taper, step, out.shape[0]), step)
+    starts = list(range(0, idx.size, _BLOCK))
+    n_threads = min(_n_threads(), len(starts))
+    if n_threads == 1:
+        _run_blocks(x, idx, starts, tiles, step, out)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(n_threads) as pool:
+        jobs = [
+            pool.submit(_run_blocks, x, idx, starts[i::n_threads], tiles, step, out)
+            for i in range(n_threads)
+        ]
+        for job in jobs:
+            job.result()
+
+
+def _run_blocks(x, idx, starts, tiles, step, out) -> None:
+    """One thread's share: blocks starting at starts (NumPy and BLAS release the GIL)."""
+    n_win, n_t, w = out.shape[0], x.shape[1], tiles["w"]
     # buffers reused by every block (fresh large arrays cost page faults on every block)
     width = min(_BLOCK, idx.size)
     work = {k: np.empty(n_win * width) for k in "cvm"}
     work.update(u=np.empty(n_t * width), uu=np.empty(n_t * width), x=np.empty(n_t * width))
-    for start in range(0, idx.size, _BLOCK):
+    for start in starts:
         cols = idx[start : start + _BLOCK]
         if cols[-1] - cols[0] + 1 == cols.size:  # contiguous: a view, no copy
             cols = slice(int(cols[0]), int(cols[-1]) + 1)
@@ -192,7 +212,7 @@ def _dfc_blocks(x, y, idx, taper, step, out) -> None:
         else:
             block = np.take(x, cols, axis=0, out=_shaped(work["x"], (cols.size, n_t)))
         r = _block_r(block, tiles, step, work)
-        const = _constant_windows(block, window_length, step, n_win)
+        const = _constant_windows(block, w, step, n_win)
         if const is not None:
             r[const] = 0.0
         if isinstance(cols, slice):
@@ -301,6 +321,17 @@ def _check_series(voxels, seed, valid) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return x, y, valid
 
 
+def _n_threads() -> int:
+    """Threads for the voxel blocks: OMP_NUM_THREADS if set, else the usable CPUs (<= 8)."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    try:
+        return max(1, min(8, len(os.sched_getaffinity(0))))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, min(8, os.cpu_count() or 1))
+
+
 def _single_blas_thread():
     """Context holding BLAS to one thread (threadpoolctl ships with scikit-learn)."""
     try:
@@ -362,6 +393,7 @@ def _taper_tiles(taper: np.ndarray, cov_coef: np.ndarray, step: int) -> dict:
 
     return {
         "n_win": n_win,
+        "w": w,
         "flat": bool(np.all(taper == taper[0])),
         "sum_w2": float(taper @ taper),
         "mean": fixed(taper / np.sqrt(w)),
@@ -422,12 +454,12 @@ def _block_r(block: np.ndarray, tiles: dict, step: int, work: dict) -> np.ndarra
 
 def _constant_windows(block: np.ndarray, w: int, step: int, n_win: int) -> np.ndarray | None:
     """Exact (n_windows, Vb) mask of windows in which a series is constant, None if none."""
-    same = block[:, 1:] == block[:, :-1]
-    rows = np.flatnonzero(np.count_nonzero(same, axis=1) >= w - 1)
+    rows = np.flatnonzero(np.any(block[:, 1:] == block[:, :-1], axis=1))  # cheap filter
     if rows.size == 0:
         return None
+    same = block[rows, 1:] == block[rows, :-1]
     changes = np.zeros((rows.size, block.shape[1]), dtype=np.int64)
-    np.cumsum(~same[rows], axis=1, out=changes[:, 1:])
+    np.cumsum(~same, axis=1, out=changes[:, 1:])
     starts = np.arange(n_win) * step
     mask = np.zeros((n_win, block.shape[0]), dtype=bool)
     mask[:, rows] = (changes[:, starts + w - 1] == changes[:, starts]).T
