@@ -141,3 +141,31 @@ def retrain_null(fit, who: np.ndarray, y: np.ndarray, pred: dict, n: int, rng) -
         obs = classification_metrics(t["true_label"], t["probability"])["balanced_accuracy"]
         out[level] = permutation_p_value(np.asarray(values, dtype=float), obs)
     return out
+
+
+def pooled_participant_test(predictions, n_permutations: int, seed: int) -> dict:
+    """Balanced accuracy of all out-of-fold participant scores and its permutation p-value.
+
+    A fold of a subject-level CV tests few participants, so its p-value cannot go below
+    1 / C(n_test, n_severe); pooling every participant's out-of-fold score (soft vote over
+    all its test windows) and shuffling participant labels gives a finer p-value.
+    """
+    from bids_app.group.cnn.metrics import classification_metrics, participant_scores
+
+    if predictions.empty:
+        return {}
+    ps = participant_scores(
+        predictions["participant"].to_numpy(), predictions["true_label"].to_numpy(),
+        predictions["probability"].to_numpy(dtype=float),
+    )  # fmt: skip
+    obs = classification_metrics(ps["true_label"], ps["probability"])
+    null = label_shuffle_null(ps["true_label"], ps["probability"], groups=None,
+                              n_permutations=n_permutations,
+                              rng=np.random.default_rng([int(seed), 7]))  # fmt: skip
+    return {
+        "n_participants": int(len(ps)),
+        "balanced_accuracy": obs["balanced_accuracy"],
+        "auc": obs["auc"],
+        "p_value": permutation_p_value(null, obs["balanced_accuracy"]) if null.size else None,
+        "n_permutations": int(n_permutations),
+    }

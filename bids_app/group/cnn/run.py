@@ -27,7 +27,11 @@ from bids_app.group.cnn.metrics import (
     summarise_folds,
     write_tsv,
 )
-from bids_app.group.cnn.permutation import label_shuffle_null, retrain_null
+from bids_app.group.cnn.permutation import (
+    label_shuffle_null,
+    pooled_participant_test,
+    retrain_null,
+)
 from bids_app.group.cnn.predict import model_config, save_model
 
 LOG = logging.getLogger("strokedfc.group.cnn")
@@ -269,35 +273,6 @@ def aggregate(results: dict, cfg, *, out_dir: Path, seed: int = 0, write: bool =
             str(lvl): float(g["p_value"].max()) for lvl, g in folds.groupby("level", sort=False)
         },
         "pooled": pooled_participant_test(predictions, int(cfg.n_permutations), seed),
-    }
-
-
-def pooled_participant_test(predictions: pd.DataFrame, n_permutations: int, seed: int) -> dict:
-    """Balanced accuracy of all out-of-fold participant scores and its permutation p-value.
-
-    A fold of a subject-level CV tests few participants, so its p-value cannot go below
-    1 / C(n_test, n_severe); pooling every participant's out-of-fold score (soft vote over
-    all its test windows) and shuffling participant labels gives a finer p-value.
-    """
-    from bids_app.group.cnn.metrics import classification_metrics, participant_scores
-    from bids_app.group.cnn.permutation import permutation_p_value
-
-    if predictions.empty:
-        return {}
-    ps = participant_scores(
-        predictions["participant"].to_numpy(), predictions["true_label"].to_numpy(),
-        predictions["probability"].to_numpy(dtype=float),
-    )  # fmt: skip
-    obs = classification_metrics(ps["true_label"], ps["probability"])
-    null = label_shuffle_null(ps["true_label"], ps["probability"], groups=None,
-                              n_permutations=n_permutations,
-                              rng=np.random.default_rng([int(seed), 7]))  # fmt: skip
-    return {
-        "n_participants": int(len(ps)),
-        "balanced_accuracy": obs["balanced_accuracy"],
-        "auc": obs["auc"],
-        "p_value": permutation_p_value(null, obs["balanced_accuracy"]) if null.size else None,
-        "n_permutations": int(n_permutations),
     }
 
 
