@@ -187,6 +187,10 @@ def test_vgg3d_run_writes_loadable_models_and_predicts(tmp_path):
         assert all(isinstance(v, torch.Tensor) for v in state.values())
     for fig in ("roc", "confusion", "curves", "permutation"):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/model.pt")}
+    again = run_cnn(cohort, cache, cfg, out_dir=out, random_seed=0)  # everything reused
+    assert len(stamps) == 3 and all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    assert again["final_model"] == s["final_model"] and again["metrics"] == s["metrics"]
     final = json.loads((out / "final" / "model.json").read_text())
     assert final["cv_participant_accuracy"] == pytest.approx(
         s["metrics"]["participant"]["test_accuracy"]["mean"]

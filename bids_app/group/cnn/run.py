@@ -413,7 +413,17 @@ def _retrain_null(k, cache, cfg, rows, participants, pred, *, seed, device, ctx,
 
 
 def train_final(cache, cfg, summary: dict, *, seed, device, out_dir: Path, ctx, log) -> dict:
-    """One model on all included participants (validation split as in CV) into ``out_dir``."""
+    """One model on all included participants (validation split as in CV) into ``out_dir``.
+
+    Reused when ``out_dir/model.json`` holds the same configuration hash.
+    """
+    old = _load_result(out_dir / "model.json", summary.get("config_hash"))
+    if old is not None and (cfg.model == "logreg" or (out_dir / "model.pt").exists()):
+        log.info("final model: reusing %s", out_dir)
+        keys = ("fold", "best_epoch", "config_hash", "cv_participant_accuracy",
+                "cv_participant_balanced_accuracy", "cv_unit", "n_train_windows")  # fmt: skip
+        path = str(out_dir / "model.pt") if cfg.model == "vgg3d" else None
+        return {"path": path, **{k: old.get(k) for k in keys}}
     rng = np.random.default_rng(seed)
     index = cache.index
     if cfg.cv_unit == "subject":
