@@ -184,7 +184,7 @@ COLUMN_DESCRIPTIONS = {
 }
 
 
-def write_tsv(df: pd.DataFrame, path, what: str) -> None:
+def write_tsv(df: pd.DataFrame, path, what: str, description: str | None = None) -> None:
     """Write ``df`` as TSV (atomically, NaN as ``n/a``) with a JSON sidecar of its columns."""
     from pathlib import Path
 
@@ -193,7 +193,8 @@ def write_tsv(df: pd.DataFrame, path, what: str) -> None:
     path = Path(path)
     atomic_write_text(path, df.to_csv(sep="\t", index=False, na_rep="n/a", lineterminator="\n"))
     side = {c: {"Description": COLUMN_DESCRIPTIONS.get(c, c)} for c in df.columns}
-    atomic_write_json(path.with_suffix(".json"), {"Table": what, "Columns": side})
+    meta = {"Table": what, "Description": description} if description else {"Table": what}
+    atomic_write_json(path.with_suffix(".json"), {**meta, "Columns": side})
 
 
 def fold_metric_rows(fold: int, pred: dict, null: dict, p_retrain: dict) -> list[dict]:

@@ -42,6 +42,13 @@ LEAKAGE_WARNING = (
     "test, so these numbers measure identification of participants already seen in training, "
     "not generalisation to new patients; use cv_unit='subject' for that."
 )
+SPLITS_DESCRIPTION = (
+    "Cross-validation splits, written before training: one row per participant, fold and "
+    "role (train/validation/test) with the number of its windows in that role. With "
+    "cv_unit='subject' a participant has one role per fold. With cv_unit='window' its windows "
+    "are spread over the roles; the per-window assignment follows from random_seed and is not "
+    "written (it would hold n_windows x n_folds rows)."
+)
 #: GroupConfig fields that change the cross-validation result (the configuration hash).
 HASHED_FIELDS = (
     "score_column severe_max include_high_motion model width_multiplier fc_width dropout lr "
@@ -194,7 +201,7 @@ def run_cnn(cohort, cache, cfg, *, out_dir: Path, random_seed: int, log=LOG) -> 
     participants = "sub-" + index["subject"].astype(str)
     if ctx.is_main:
         table = sp.summarise_splits(assignment.assign(participant="sub-" + assignment.participant))
-        write_tsv(table, out_dir / "splits.tsv", "splits")
+        write_tsv(table, out_dir / "splits.tsv", "splits", SPLITS_DESCRIPTION)
     barrier(ctx)
     chash = config_hash(cfg, random_seed, index, cache.shape)
     seeds = fold_seeds(random_seed, cfg.n_folds)
