@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bids_app.config import ParticipantConfig
-from bids_app.errors import InputError
+from bids_app.errors import ConfigError, InputError
 from bids_app.inputs import RunInputs, check_run_lengths, reconcile_lesion_side
 
 LOG = logging.getLogger("strokedfc")
@@ -169,6 +169,7 @@ def plan_run(
     except ValueError as exc:
         raise InputError(str(exc), run.confounds) from None
     check_run_lengths(run, dummy_scans=dummy, window_length=config.window_length)
+    _check_filter_length(run, n_retained=run.n_volumes - dummy, config=config)
     selected = select_confounds(confounds, columns, path=run.confounds).iloc[dummy:]
     qc, motion = motion_qc(
         confounds, path=run.confounds, dummy_scans=dummy, max_motion=config.max_motion
@@ -200,7 +201,10 @@ def plan_run(
         brain = mirror_lr(brain, affine)
         lesion = None if lesion is None else mirror_lr(lesion, affine)
 
-    sphere = sphere_mask(shape, affine, config.seed_mni, config.seed_radius)
+    try:
+        sphere = sphere_mask(shape, affine, config.seed_mni, config.seed_radius)
+    except ValueError as exc:
+        raise ConfigError(f"--seed-mni {list(config.seed_mni)}: {exc}") from None
     try:
         seed = seed_mask(sphere, brain, lesion)
     except ValueError as exc:
@@ -248,6 +252,22 @@ def plan_run(
         sources=[str(p) for p in (run.bold, run.mask, run.confounds, run.lesion) if p is not None],
         warnings=warnings,
     )
+
+
+def _check_filter_length(run: RunInputs, *, n_retained: int, config: ParticipantConfig) -> None:
+    """Refuse, before any work, runs the band-pass cannot filter (or a cut-off above Nyquist)."""
+    from bids_app.core.signal import min_timepoints
+
+    try:
+        needed = min_timepoints(run.repetition_time, config.high_pass, config.low_pass)
+    except ValueError as exc:
+        raise InputError(f"cannot filter this run: {exc}", run.bold) from None
+    if n_retained < needed:
+        raise InputError(
+            f"{n_retained} volumes after the dummy scans are too few for the band-pass filter "
+            f"(needs at least {needed}; shorten --dummy-scans or use --high-pass/--low-pass none)",
+            run.bold,
+        )
 
 
 def _extra_entities(entities: dict) -> dict:

@@ -274,12 +274,6 @@ def test_inputs_never_modified_and_bad_participant_skipped(tmp_path, capsys):
     assert not (out / "logs" / "sub-01_status.json").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a seed sphere off the output grid raises a bare ValueError in "
-    "prepare.plan_run (sphere_mask), reported as 'unexpected ValueError' instead of an "
-    "option error naming --seed-mni",
-)
 def test_seed_off_grid_is_an_option_error(tmp_path, capsys):
     truth = _dataset(tmp_path)
     capsys.readouterr()
@@ -288,12 +282,6 @@ def test_seed_off_grid_is_an_option_error(tmp_path, capsys):
     assert "unexpected" not in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a run with too few retained volumes for the Butterworth band-pass "
-    "(sosfiltfilt needs more than 33 samples at order 5) passes planning and crashes in the "
-    "denoise node, after output_dir was created, instead of one InputError naming the BOLD",
-)
 def test_run_too_short_for_the_band_pass_is_refused_before_work(tmp_path, capsys):
     subjects = [SubjectSpec("01", "n/a")]
     truth = write_dataset(tmp_path, subjects, shape=SHAPE, affine=AFFINE, n_volumes=30, res="8")

@@ -161,6 +161,36 @@ def smooth_volume(data: np.ndarray, affine: np.ndarray, fwhm: float | None) -> n
     return out
 
 
+def min_timepoints(
+    t_r: float, high_pass: float | None, low_pass: float | None, filter_order: int = 5
+) -> int:
+    """Fewest time points :func:`clean` can filter with these settings.
+
+    ``scipy.signal.sosfiltfilt`` pads the series by ``3 * (2 * n_sections + 1 - ...)`` samples
+    (its default ``padlen``) and needs strictly more samples than that. Raises ValueError for
+    cut-offs at or above the Nyquist frequency, as :func:`clean` does.
+
+    Parameters
+    ----------
+    t_r : float
+        Repetition time in seconds.
+    high_pass, low_pass : float or None
+        Cut-offs in Hz (None: no filter on that side).
+    filter_order : int
+        Butterworth order.
+
+    Returns
+    -------
+    int
+        The minimum number of time points (1 when no filter is applied).
+    """
+    sos = _butter_sos(t_r, high_pass, low_pass, filter_order)
+    if sos is None:
+        return 1
+    zeros = min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
+    return 3 * (2 * len(sos) + 1 - zeros) + 1
+
+
 def _check_confounds(confounds, n_t: int) -> np.ndarray | None:
     if confounds is None:
         return None

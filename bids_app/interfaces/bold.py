@@ -117,7 +117,10 @@ class Denoise(SimpleInterface):
         data = np.asarray(img.dataobj, dtype=np.float32)
         mask = _mask(self.inputs.mask_file)
         series = data[mask].T  # (T, V)
-        table = pd.read_csv(self.inputs.confounds_file, sep="\t")
+        try:
+            table = pd.read_csv(self.inputs.confounds_file, sep="\t")
+        except pd.errors.EmptyDataError:  # strategy "none": a table without columns
+            table = pd.DataFrame()
         confounds = table.to_numpy(dtype=np.float64) if table.shape[1] else None
         cleaned = clean(
             series,
@@ -126,6 +129,10 @@ class Denoise(SimpleInterface):
             high_pass=self.inputs.high_pass,
             low_pass=self.inputs.low_pass,
         )
+        # Filter edge effects and the intercept-free regression can leave a small temporal
+        # mean; the window taper multiplies the series before demeaning (DPABI), so a mean
+        # would become a signal shared by all voxels. Remove it over the whole run.
+        cleaned -= cleaned.mean(axis=0, keepdims=True)
         sample = np.unique(np.linspace(0, series.shape[1] - 1, N_CARPET_VOXELS).astype(int))
         carpet = os.path.join(runtime.cwd, "carpet.npz")
         np.savez_compressed(carpet, before=series[:, sample], after=cleaned[:, sample])

@@ -102,10 +102,11 @@ class WriteRunDerivatives(SimpleInterface):
         path = dest("desc-seed_timeseries", ".tsv", spatial=False)
         seed.to_csv(path, sep="\t", index=False, float_format="%.8g")
         written.append(str(path.relative_to(stage)))
-        nuisance = pd.read_csv(plan["confounds_tsv"], sep="\t")
-        path = dest("desc-nuisance_timeseries", ".tsv", spatial=False)
-        nuisance.to_csv(path, sep="\t", index=False, float_format="%.8g")
-        written.append(str(path.relative_to(stage)))
+        if plan["confound_columns"]:  # strategy "none" regresses nothing: no table
+            nuisance = pd.read_csv(plan["confounds_tsv"], sep="\t")
+            path = dest("desc-nuisance_timeseries", ".tsv", spatial=False)
+            nuisance.to_csv(path, sep="\t", index=False, float_format="%.8g")
+            written.append(str(path.relative_to(stage)))
 
         sidecar = dfc_sidecar(plan, method, n_windows=self.inputs.n_windows)
         path = dest("desc-dfc_boldmap", ".json")
