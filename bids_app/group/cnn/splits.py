@@ -133,8 +133,12 @@ def window_folds(
     ----------
     index_df : pandas.DataFrame
         Cache index with columns ``row, subject, label`` (one row per window).
-    n_folds, validation_fraction, seed
+    n_folds, seed
         As in :func:`subject_folds`, applied to windows.
+    validation_fraction : float
+        Fraction of ALL windows used for validation, as in the paper (10-fold: 80/10/10
+        train/validation/test), i.e. ``validation_fraction / (1 - 1/n_folds)`` of each fold's
+        training windows.
 
     Returns
     -------
@@ -160,7 +164,8 @@ def window_folds(
     rng = np.random.default_rng(seed)
     parts = []
     for fold, (train_idx, test_idx) in enumerate(skf.split(rows_all, labels), start=1):
-        is_val = _validation_split(train_idx, labels[train_idx], validation_fraction, rng)
+        frac = min(validation_fraction * len(rows_all) / len(train_idx), 0.99)
+        is_val = _validation_split(train_idx, labels[train_idx], frac, rng)
         role = np.empty(len(rows_all), dtype=object)
         role[train_idx] = np.where(is_val, "validation", "train")
         role[test_idx] = "test"
