@@ -70,7 +70,8 @@ def plot_confusion(predictions: pd.DataFrame, path: Path) -> Path:
         cm = np.array([[np.sum((y == t) & (pred == q)) for q in (0, 1)] for t in (0, 1)])
         ax.imshow(cm, cmap="Blues")
         for (i, j), v in np.ndenumerate(cm):
-            ax.text(j, i, str(v), ha="center", va="center")
+            ax.text(j, i, str(v), ha="center", va="center",
+                    color="white" if v > cm.max() / 2 else "black")  # fmt: skip
         ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=names, yticklabels=names)
         ax.set(title=f"{level} level", xlabel="predicted", ylabel="true")
     fig.tight_layout()
