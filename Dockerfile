@@ -7,8 +7,9 @@
 #   podman build --volume /opt/wheels:/wheels:ro --build-arg PIP_FIND_LINKS=/wheels \
 #       --build-arg TORCH_SPEC="torch==2.13.0+cpu" -t strokedfc:0.1.0-cpu .  # local wheel dir
 #
-# Stages: builder (venv at /opt/venv) -> templateflow (TEMPLATEFLOW_HOME at /opt/templateflow)
-# -> runtime (python3 + the two directories, non-root user, ENTRYPOINT strokedfc).
+# Stages: builder (venv at /opt/venv with the dependencies) -> wheel (the package) and
+# templateflow (TEMPLATEFLOW_HOME at /opt/templateflow) -> runtime (python3, the venv, the
+# package installed from the wheel, non-root user, ENTRYPOINT strokedfc).
 ARG BASE_IMAGE=debian:bookworm-slim
 
 # --------------------------------------------------------------------------------- builder
@@ -56,14 +57,16 @@ RUN python3 -m venv /opt/venv \
     && pip install -c /tmp/constraints-notorch.txt -r /tmp/requirements.txt \
     && python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 
+# ------------------------------------------------------------------------------------ wheel
+# The package itself, built as a wheel in its own stage: a code change rebuilds only this
+# and the last layers of the runtime stage, never the dependency layers.
+FROM builder AS wheel
 # .dockerignore lets only the package sources, metadata, README and LICENSE through.
 COPY . ./
 RUN { [ -n "$PIP_FIND_LINKS" ] || unset PIP_FIND_LINKS; } \
     && { [ -n "$PIP_INDEX_URL" ] || unset PIP_INDEX_URL; } \
     && { [ -n "$PIP_EXTRA_INDEX_URL" ] || unset PIP_EXTRA_INDEX_URL; } \
-    && pip install --no-deps . \
-    && pip check \
-    && python -c "import bids_app; print('strokedfc', bids_app.__about__.__version__)"
+    && pip wheel --no-deps --wheel-dir /wheelhouse .
 
 # ----------------------------------------------------------------------------- templateflow
 FROM builder AS templateflow
@@ -107,6 +110,13 @@ RUN apt-get update \
 
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=templateflow /opt/templateflow /opt/templateflow
+COPY --from=wheel /wheelhouse /tmp/wheelhouse
+# DL3013: the wheel is this very build of the package (its dependencies are already pinned).
+# hadolint ignore=DL3013
+RUN /opt/venv/bin/pip install --no-cache-dir --no-index --no-deps /tmp/wheelhouse/*.whl \
+    && /opt/venv/bin/pip check \
+    && rm -rf /tmp/wheelhouse \
+    && /opt/venv/bin/strokedfc --version
 
 # Everything a run writes goes to the output/work directories or /tmp: the image works with an
 # arbitrary --user, a read-only root file system and a tmpfs /tmp. One thread per process

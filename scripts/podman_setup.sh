@@ -80,7 +80,7 @@ EOF
 [storage]
 driver = "$driver"
 graphroot = "$conf/storage"
-runroot = "/run/strokedfc-ci-containers"
+runroot = "/run/strokedfc-ci-containers-$(sha256sum <<< "$CI_CACHE" | cut -c1-8)"
 EOF
   # Nothing is ever pulled: the base image is built here, builds use --pull=never.
   printf 'unqualified-search-registries = []\nshort-name-mode = "permissive"\n' \
