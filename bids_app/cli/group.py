@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import uuid
 
 from bids_app.__about__ import __version__
@@ -59,6 +60,9 @@ def run_group_level(config: Config) -> int:
         cnn_summary = run_cnn(
             cohort, cache, gcfg, out_dir=group_dir / "cnn", random_seed=ex.random_seed, log=LOG
         )
+        _close_distributed()
+        if int(os.environ.get("RANK", "0")) != 0:
+            return 0  # under torchrun, rank 0 alone goes on to states, statistics, report
         if gcfg.folds is not None:
             LOG.info("folds %s done; run again without --folds to aggregate", gcfg.folds)
             return 0
@@ -101,6 +105,14 @@ def run_group_level(config: Config) -> int:
     )
     LOG.info("group report: %s", report)
     return 0
+
+
+def _close_distributed() -> None:
+    """Destroy torch's process group if torchrun's CNN training created one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def group_methods_html(config: Config) -> str:

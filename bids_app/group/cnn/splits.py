@@ -21,6 +21,11 @@ import pandas as pd
 
 from bids_app.errors import StrokeDFCError
 
+
+class TooFewError(StrokeDFCError, ValueError):
+    """Too few participants (or windows) per class for the requested folds (a user error)."""
+
+
 ROLES = ("train", "validation", "test")
 
 
@@ -103,7 +108,7 @@ def subject_folds(
         raise ValueError("subjects must be unique")
     counts = {int(c): int((labels == c).sum()) for c in (0, 1)}
     if min(counts.values()) < n_folds:
-        raise ValueError(
+        raise TooFewError(
             f"too few participants per class for n_folds={n_folds}: {counts[1]} severe (1) and "
             f"{counts[0]} mild/moderate (0); every class needs at least n_folds participants "
             "(lower --n-folds)"
@@ -154,7 +159,7 @@ def window_folds(
     labels = index_df["label"].to_numpy(dtype=int)
     counts = {int(c): int((labels == c).sum()) for c in (0, 1)}
     if min(counts.values()) < n_folds:
-        raise ValueError(
+        raise TooFewError(
             f"too few windows per class for n_folds={n_folds}: {counts[1]} severe and "
             f"{counts[0]} mild/moderate"
         )
