@@ -16,7 +16,8 @@ echo "== 1/3 synthetic BIDS dataset with fMRIPrep derivatives -> $DEMO/bids"
 echo "== 2/3 participant level -> $DEMO/derivatives/strokedfc"
 "$BIN/strokedfc" "$DEMO/bids" "$DEMO/derivatives/strokedfc" participant \
   --lesion-dir "$DEMO/bids/derivatives/lesions" -w "$DEMO/work" \
-  --dummy-scans auto --resolution "${DEMO_RESOLUTION:-6}" --nprocs 2 --random-seed 0
+  --dummy-scans auto --resolution "${DEMO_RESOLUTION:-6}" --window-step "${DEMO_WINDOW_STEP:-3}" \
+  --nprocs 2 --random-seed 0
 
 echo "== 3/3 group level (CPU-sized 3D CNN, subject-level CV, states, statistics)"
 "$BIN/strokedfc" "$DEMO/bids" "$DEMO/derivatives/strokedfc" group -w "$DEMO/work" \
