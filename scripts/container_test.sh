@@ -169,11 +169,16 @@ T_BUILD=$(date +%s)
 BUILD_CMD=(podman build --pull=never --network=host --format docker
   --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "TORCH_SPEC=$TORCH_SPEC"
   --build-arg "VERSION=$VERSION" --build-arg "CONTAINER_TAG=strokedfc:$VERSION-ci"
-  --build-arg TEMPLATEFLOW_FETCH=0 "${BUILD_OPTS[@]}" -t "$IMAGE" .)
-echo "${BUILD_CMD[*]}"
-"${BUILD_CMD[@]}" > "$CI_CACHE/build.log" 2>&1 \
+  --build-arg TEMPLATEFLOW_FETCH=0 "${BUILD_OPTS[@]}")
+echo "${BUILD_CMD[*]} -t $IMAGE ."
+"${BUILD_CMD[@]}" -t "$IMAGE" . > "$CI_CACHE/build.log" 2>&1 \
   || { tail -n 60 "$CI_CACHE/build.log"; fail "podman build (log: $CI_CACHE/build.log)"; }
 grep -E '^torch |^strokedfc ' "$CI_CACHE/build.log" || true
+# Keep the dependency stage as the layer cache of the next run (tagged, so the prune below
+# spares it; the build is a cache hit) and drop the images earlier runs left behind.
+"${BUILD_CMD[@]}" --target builder -t "$IMAGE-builder" . >> "$CI_CACHE/build.log" 2>&1 \
+  || fail "podman build --target builder (log: $CI_CACHE/build.log)"
+podman image prune -f > /dev/null 2>&1 || echo "note: podman image prune failed"
 BUILD_S=$(($(date +%s) - T_BUILD))
 echo "build: ${BUILD_S} s; image size: $(podman image inspect --format '{{.Size}}' "$IMAGE") bytes"
 
@@ -253,8 +258,6 @@ check_glob "$RUNDIR/out-ro/strokedfc/$LABEL/func/*_desc-dfc_boldmap.nii.gz"
   | head -n1)")" = 12345 ] || fail "outputs of the --user 12345 run are not owned by 12345"
 RUNS_S=$(($(date +%s) - T_RUNS))
 
-# Keep the layer cache (it makes re-runs fast) but drop day-old dangling images.
-podman image prune -f --filter until=24h > /dev/null 2>&1 || true
 TOTAL_S=$(($(date +%s) - T_START))
 echo
 echo "container-test: PASSED (build ${BUILD_S} s, runs ${RUNS_S} s, total ${TOTAL_S} s)"
