@@ -227,3 +227,16 @@ def test_covariate_errors_name_file_column_and_participants(tmp_path):
     cohort.table.loc[1, "age"] = np.nan
     with pytest.raises(InputError, match="sub-02"):
         covariate_table(cohort, ["age"], ["01", "02", "03"])
+
+
+def test_rank_deficient_state_is_skipped_not_a_crash(tmp_path):
+    # Sex collinear with group (all MSP male, all SSP female): the design of every state is
+    # rank deficient; run_stats must skip the states with a reason instead of failing.
+    cohort, cache, states = _study(tmp_path)
+    cohort.table["sex"] = np.where(cohort.table["group"] == "MSP", "M", "F")
+    cfg = GroupConfig(cluster_size=3, t_threshold=2.0, fwe_permutations=0)
+    out = run_stats(cohort, cache, states, cfg, out_dir=tmp_path / "stats", random_seed=0)
+    assert [s["state"] for s in out["states"]] == [1, 2]
+    for info in out["states"]:
+        assert "rank deficient" in info["skipped"]
+        assert "tmap" not in info

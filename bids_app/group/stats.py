@@ -213,6 +213,12 @@ def _one_state(cohort, cache, cfg, rows, group_of, state, out_dir, random_seed):
             f"{X.shape[1]} regressors)"
         )
         return info, [], []
+    if np.linalg.matrix_rank(X) < X.shape[1]:
+        info["skipped"] = (
+            "design is rank deficient among this state's participants (a covariate is "
+            f"constant or collinear with group; columns {names})"
+        )
+        return info, [], []
     Y = participant_means(cache, by_sub)
     contrast = np.zeros(X.shape[1])
     contrast[names.index("group")] = 1.0
