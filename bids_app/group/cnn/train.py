@@ -118,7 +118,7 @@ def _amp_dtype(device: torch.device, enabled: bool):
 
 def _prepare(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
-    if channels_last and device.type == "cuda":
+    if channels_last:  # NDHWC: faster 3D convolutions on CUDA and on CPU (oneDNN), see bench
         x = x.contiguous(memory_format=torch.channels_last_3d)
     return x
 
@@ -281,7 +281,7 @@ def train_model(
         val_labels = WindowDataset(cache, val_rows).labels
     val_labels = np.asarray(val_labels, dtype=int)
     model.to(device)
-    if settings.channels_last and device.type == "cuda":
+    if settings.channels_last:
         model.to(memory_format=torch.channels_last_3d)
     net = model
     sampler = None
