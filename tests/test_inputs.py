@@ -181,6 +181,24 @@ def test_truncated_and_unreadable_nifti(tmp_path):
         I.check_nifti(plain)
 
 
+def test_complete_gzip_is_accepted_without_decompressing(tmp_path, monkeypatch):
+    img = nib.Nifti1Image(
+        np.arange(5 * 6 * 7 * 4, dtype=np.float32).reshape(5, 6, 7, 4), np.eye(4)
+    )
+    single = tmp_path / "single.nii.gz"
+    single.write_bytes(gzip.compress(img.to_bytes()))
+    multi = tmp_path / "multi.nii.gz"  # a valid two-member gzip: ISIZE covers the last only
+    raw = img.to_bytes()
+    multi.write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]))
+    assert I.check_nifti(multi)[0] == (5, 6, 7, 4)  # falls back to reading to the end
+
+    def no_data_read(*args, **kwargs):
+        raise AssertionError("the fast path must not read the data")
+
+    monkeypatch.setattr(nib.arrayproxy.ArrayProxy, "__getitem__", no_data_read)
+    assert I.check_nifti(single)[0] == (5, 6, 7, 4)
+
+
 def test_lesion_masks_search_and_preference(tmp_path):
     raw = F.make_raw(tmp_path / "raw", [{"participant_id": "sub-01", "lesion_side": "RIGHT"}])
     fp = F.make_derivatives_root(tmp_path / "fp")

@@ -161,7 +161,8 @@ class _ReportInput(BaseInterfaceInputSpec):
 
 
 class _ReportOutput(TraitedSpec):
-    out_report = File(exists=True)
+    # a string, not File(exists=True): publishing moves the staged report afterwards
+    out_report = traits.Str()
 
 
 class ParticipantReport(SimpleInterface):
@@ -280,7 +281,7 @@ class _PublishInput(BaseInterfaceInputSpec):
     stage_dir = traits.Str(mandatory=True)
     output_dir = traits.Str(mandatory=True)
     config_hash = traits.Str(mandatory=True)
-    out_report = File(exists=True, mandatory=True, desc="only a dependency: publish last")
+    out_report = traits.Str(mandatory=True, desc="only a dependency: publish last")
 
 
 class _PublishOutput(TraitedSpec):
