@@ -28,7 +28,8 @@ import tracemalloc
 
 import numpy as np
 
-from bids_app.core.dfc import R_CLIP, _n_threads, n_windows, sliding_window_dfc, window_taper
+from bids_app.core._dfc_kernels import _n_threads
+from bids_app.core.dfc import R_CLIP, n_windows, sliding_window_dfc, window_taper
 
 SHAPE = (61, 73, 61)
 T, W, STEP, TAPER = 230, 22, 1, "hamming"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bids_app.core import dfc
+from bids_app.core import _dfc_kernels, dfc
 
 R_MAX = 0.999999999  # DPABI's clip
 
@@ -70,7 +70,7 @@ def test_block_boundaries(monkeypatch):
     rng = np.random.default_rng(3)
     seed = rng.standard_normal(30)
     voxels = rng.standard_normal((23, 30)) + seed
-    monkeypatch.setattr(dfc, "_BLOCK", 5)
+    monkeypatch.setattr(_dfc_kernels, "_BLOCK", 5)
     got = dfc.sliding_window_dfc(voxels, seed, window_length=7, step=2, shape="hann")
     np.testing.assert_allclose(got, _naive_dfc(voxels, seed, 7, 2, "hann"), rtol=1e-9, atol=1e-10)
 
@@ -209,8 +209,8 @@ def test_tile_and_block_edges(monkeypatch, threads):
     voxels = rng.standard_normal((13, 47)) + 0.4 * seed + rng.normal(0, 2, (13, 1))
     valid = np.ones(13, dtype=bool)
     valid[[2, 7]] = False  # non-contiguous voxel blocks (gathered, not views)
-    monkeypatch.setattr(dfc, "_TILE", 3)
-    monkeypatch.setattr(dfc, "_BLOCK", 4)
+    monkeypatch.setattr(_dfc_kernels, "_TILE", 3)
+    monkeypatch.setattr(_dfc_kernels, "_BLOCK", 4)
     for shape in ("hamming", "rectangular"):
         got = dfc.sliding_window_dfc(
             voxels, seed, window_length=9, step=2, shape=shape, valid=valid
