@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from bids_app.demo import GroundTruth, ParticipantTruth, RunTruth
+from bids_app.demo import _layout as layout
 from bids_app.demo import _signals as sig
-from bids_app.errors import InputError
 
 LOGGER = logging.getLogger("strokedfc.demo")
 
@@ -173,137 +173,6 @@ def _check_args(**values) -> None:
         raise ValueError(f"lesion_mask_style must be 'derivative' or 'atlas', got {style!r}")
 
 
-def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """Refuse a non-empty ``out_dir`` unless it is a previous demo and ``overwrite`` is set."""
-    import shutil
-
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("exists and is not a directory", out_dir)
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not overwrite:
-            raise InputError("directory is not empty (use --overwrite to replace it)", out_dir)
-        if not (out_dir / "code" / "groundtruth.json").is_file():
-            raise InputError("not a strokedfc demo dataset; refusing to delete it", out_dir)
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-
-def _write_json(path: Path, content: dict) -> None:
-    import json
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(content, indent=2) + "\n")
-
-
-def _write_tsv(path: Path, table) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(
-        path, sep="\t", index=False, na_rep="n/a", float_format="%.10g", lineterminator="\n"
-    )
-
-
-def _write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, *, tr=None, code=4) -> None:
-    """Write ``.nii.gz`` byte-reproducibly (gzip mtime 0, no file name in the header)."""
-    import gzip
-
-    import nibabel as nib
-
-    img = nib.Nifti1Image(data, affine)
-    img.set_sform(affine, code=code)
-    img.set_qform(affine, code=code)
-    if tr is not None:
-        img.header.set_zooms(img.header.get_zooms()[:3] + (tr,))
-    img.header.set_xyzt_units("mm", "sec")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(img.to_bytes(), compresslevel=4, mtime=0))
-
-
-def _bids_prefix(sub: str, ses: str | None, run: int | None) -> tuple[Path, str]:
-    """Folder (relative) and file-name prefix of a run: ``sub-X[_ses-Y]_task-rest[_run-N]``."""
-    folder = Path(sub) / (f"ses-{ses}" if ses else "") / "func"
-    prefix = sub + (f"_ses-{ses}" if ses else "") + "_task-rest" + (f"_run-{run}" if run else "")
-    return folder, prefix
-
-
-def _write_run(
-    out_dir: Path,
-    rng: np.random.Generator,
-    *,
-    prefix: tuple[Path, str],
-    bold: np.ndarray,
-    affine: np.ndarray,
-    mask: np.ndarray,
-    confounds,
-    space: str,
-    tr: float,
-) -> None:
-    """Raw placeholder BOLD and the fMRIPrep derivatives of one run."""
-    folder, name = prefix
-    n_t = bold.shape[-1]
-    raw_affine = np.diag([24.0, 24.0, 24.0, 1.0])
-    raw_affine[:3, 3] = -84.0
-    raw = np.rint(1000 + 10 * rng.standard_normal((8, 8, 8, n_t))).astype(np.int16)
-    _write_nifti(out_dir / folder / f"{name}_bold.nii.gz", raw, raw_affine, tr=tr, code=1)
-    _write_json(out_dir / folder / f"{name}_bold.json", {"RepetitionTime": tr, "TaskName": "rest"})
-    prep = out_dir / "derivatives" / "fmriprep" / folder
-    stem = f"{name}_space-{space}"
-    _write_nifti(prep / f"{stem}_desc-preproc_bold.nii.gz", bold, affine, tr=tr)
-    meta = {"RepetitionTime": tr, "SkullStripped": True, "TaskName": "rest"}
-    _write_json(prep / f"{stem}_desc-preproc_bold.json", meta)
-    _write_nifti(prep / f"{stem}_desc-brain_mask.nii.gz", mask.astype(np.uint8), affine)
-    _write_json(prep / f"{stem}_desc-brain_mask.json", {"Type": "Brain"})
-    _write_tsv(prep / f"{name}_desc-confounds_timeseries.tsv", confounds)
-    _write_json(prep / f"{name}_desc-confounds_timeseries.json", sig.confounds_sidecar(confounds))
-
-
-def _lesion_path(out_dir: Path, sub: str, style: str) -> Path:
-    """Where a participant's lesion mask goes (BIDS-derivative or ATLAS R2.0 naming)."""
-    anat = out_dir / "derivatives" / "lesions" / sub / "anat"
-    if style == "atlas":
-        return anat / f"{sub}_space-MNI152NLin2009aSym_label-L_desc-T1lesion_mask.nii.gz"
-    return anat / f"{sub}_space-MNI152NLin2009cAsym_label-lesion_mask.nii.gz"
-
-
-def _write_static(out_dir: Path, plans: list[dict], *, tr: float) -> None:
-    """Dataset-level files: descriptions, README, participants table and task sidecar."""
-    import pandas as pd
-
-    from bids_app.__about__ import __url__, __version__
-
-    gen = {"Name": "strokedfc-demo-data", "Version": __version__, "CodeURL": __url__}
-    _write_json(
-        out_dir / "dataset_description.json",
-        {"Name": "strokedfc synthetic stroke rs-fMRI demo", "BIDSVersion": "1.9.0",
-         "DatasetType": "raw", "License": "CC0", "GeneratedBy": [gen]},
-    )  # fmt: skip
-    (out_dir / "README").write_text(
-        "Synthetic resting-state fMRI of stroke patients generated by strokedfc-demo-data.\n"
-        "Not real data. The planted ground truth is in code/groundtruth.json.\n"
-    )
-    _write_json(out_dir / "task-rest_bold.json", {"RepetitionTime": tr, "TaskName": "rest"})
-    columns = ["participant_id", "ul_fma", "age", "sex", "illness_duration", "lesion_side"]
-    _write_tsv(
-        out_dir / "participants.tsv", pd.DataFrame([{c: p[c] for c in columns} for p in plans])
-    )
-    _write_json(
-        out_dir / "participants.json",
-        {
-            "ul_fma": {"Description": "Upper-limb Fugl-Meyer motor score (0-66)"},
-            "age": {"Description": "Age", "Units": "year"},
-            "sex": {"Description": "Sex", "Levels": {"M": "male", "F": "female"}},
-            "illness_duration": {"Description": "Time since stroke", "Units": "month"},
-            "lesion_side": {"Description": "Hemisphere of the lesion (L/left or R/right)"},
-        },
-    )
-    for name, desc in (("fmriprep", "fMRIPrep (synthetic)"), ("lesions", "Lesion masks")):
-        tool = "fMRIPrep (synthetic)" if name == "fmriprep" else "strokedfc-demo-data"
-        _write_json(
-            out_dir / "derivatives" / name / "dataset_description.json",
-            {"Name": desc, "BIDSVersion": "1.9.0", "DatasetType": "derivative",
-             "GeneratedBy": [{**gen, "Name": tool}], "SourceDatasets": [{"URL": "bids::"}]},
-        )  # fmt: skip
-
-
 def generate_dataset(
     out_dir: str | Path,
     *,
@@ -351,7 +220,7 @@ def generate_dataset(
     """
     _check_args(**{k: v for k, v in locals().items() if k not in ("out_dir", "space")})
     out_dir = Path(out_dir)
-    _prepare_out_dir(out_dir, overwrite)
+    layout.prepare_out_dir(out_dir, overwrite)
     rng = np.random.default_rng(random_seed)
     shape, affine = symmetric_grid(resolution, -130.0, -76.0)
     les_shape, les_aff = symmetric_grid(resolution / 2.0, -131.0, -77.0, odd=True)
@@ -372,9 +241,11 @@ def generate_dataset(
         lesion_mask = ball(les_coords, centre, radii).astype(np.uint8)
         lesion_bold = sample_nearest(lesion_mask, les_aff, coords) > 0
         lesion_mask = lesion_mask[::-1] if plan["right"] else lesion_mask
-        mask_path = _lesion_path(out_dir, sub, lesion_mask_style) if plan["has_mask"] else None
+        mask_path = (
+            layout.lesion_path(out_dir, sub, lesion_mask_style) if plan["has_mask"] else None
+        )
         if mask_path is not None:
-            _write_nifti(mask_path, lesion_mask, les_aff)
+            layout.write_nifti(mask_path, lesion_mask, les_aff)
         rho_g = COUPLING_GROUP_SEVERE + (0.0 if plan["severe"] else effect_size)
         run_truths = []
         for ses in sessions:
@@ -393,8 +264,8 @@ def generate_dataset(
                     rng, motion=np.round(motion, 8) + 0.0, tissue=tissue, global_signal=glob,
                     dvars=dvars, tr=tr, n_dummy=n_dummy,
                 )  # fmt: skip
-                _write_run(
-                    out_dir, rng, prefix=_bids_prefix(sub, ses, run), bold=bold,
+                layout.write_run(
+                    out_dir, rng, prefix=layout.bids_prefix(sub, ses, run), bold=bold,
                     affine=affine, mask=mask, confounds=confounds, space=space, tr=tr,
                 )  # fmt: skip
                 max_trans = float(np.abs(motion[:, :3]).max())
@@ -412,9 +283,9 @@ def generate_dataset(
                 group_coupling=round(rho_g, 6), runs=tuple(run_truths),
             )
         )  # fmt: skip
-    _write_static(out_dir, plans, tr=tr)
+    layout.write_static(out_dir, plans, tr=tr)
     truth = _ground_truth(plans, truths, locals_=locals())
-    _write_json(out_dir / "code" / "groundtruth.json", truth.to_dict())
+    layout.write_json(out_dir / "code" / "groundtruth.json", truth.to_dict())
     return truth
 
 
