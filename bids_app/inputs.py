@@ -1,8 +1,9 @@
 """Discovery and validation of the participant-level inputs.
 
-The only module that queries BIDS layouts (pybids). It finds, per participant, the
-fMRIPrep preprocessed BOLD runs, their brain masks, confounds and sidecars, the lesion mask
-(and, for a T1w-space mask, fMRIPrep's T1w-to-template transform), and the lesion side from
+With :mod:`bids_app.lesion_inputs` (lesion masks, ``participants.tsv``, lesion side), the
+only modules that query BIDS layouts (pybids). It finds, per participant, the fMRIPrep
+preprocessed BOLD runs, their brain masks, confounds and sidecars, the lesion mask (and, for
+a T1w-space mask, fMRIPrep's T1w-to-template transform), and the lesion side from
 ``participants.tsv``; and it validates them, raising one-line
 :class:`~bids_app.errors.InputError` messages that name the file concerned.
 
@@ -20,11 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bids_app.errors import ConfigError, InputError
+from bids_app.input_checks import NIFTI_EXTENSIONS, SPACE_PREFERENCE, check_nifti
+from bids_app.lesion_inputs import find_lesion, normalise_side, participants_table
+from bids_app.lesion_inputs import (  # re-exported: public API of bids_app.inputs
+    reconcile_lesion_side as reconcile_lesion_side,
+)
 
-SPACE_PREFERENCE = ("MNI152NLin2009cAsym", "MNI152NLin6Asym", "MNI152NLin2009cSym")
 _NOT_RUN_ENTITIES = {"space", "res", "den", "desc"}
 _RESERVED_FILTERS = {"subject", "task", "space", "desc", "suffix", "extension", "datatype"}
-_NIFTI = [".nii.gz", ".nii"]
 
 
 @dataclass(frozen=True)
@@ -137,60 +141,6 @@ def _run_entities(name: str) -> dict:
     return {k: v for k, v in pairs if k not in _NOT_RUN_ENTITIES}
 
 
-def check_nifti(path: Path) -> tuple[tuple[int, ...], object]:
-    """Check that a NIfTI file is readable and complete; return its shape and affine.
-
-    Only the header is parsed and the last volume read: for ``.nii`` the file size is
-    compared with header offset + data size; for ``.nii.gz`` reading the last volume through
-    ``dataobj`` decompresses the stream to its end, which detects truncation cheaply enough.
-
-    Parameters
-    ----------
-    path : Path
-        A ``.nii`` or ``.nii.gz`` file.
-
-    Returns
-    -------
-    shape : tuple of int
-    affine : numpy.ndarray
-
-    Raises
-    ------
-    InputError
-        If the file cannot be read or is truncated.
-    """
-    import nibabel as nib
-    import numpy as np
-
-    try:
-        img = nib.load(str(path))
-        shape, affine = tuple(int(n) for n in img.shape), img.affine
-    except Exception as exc:
-        raise InputError(f"unreadable NIfTI file ({exc})", path) from exc
-    try:
-        header = img.header
-        offset = int(getattr(img.dataobj, "offset", header.get_data_offset()))
-        needed = offset + int(np.prod(shape)) * header.get_data_dtype().itemsize
-        if str(path).endswith(".gz"):
-            # A complete single-member gzip ends with ISIZE = uncompressed size mod 2**32:
-            # when it matches, the stream is whole without decompressing it (a 300 MB BOLD
-            # takes seconds). Otherwise (multi-member gzip, or truncation) read to the end.
-            if _gzip_isize(path) != needed % 2**32:
-                np.asarray(img.dataobj[(Ellipsis, -1)])
-        elif Path(path).stat().st_size < needed:
-            raise OSError(f"file has {Path(path).stat().st_size} bytes, header needs {needed}")
-    except Exception as exc:
-        raise InputError(f"truncated or corrupt NIfTI file ({exc})", path) from exc
-    return shape, affine
-
-
-def _gzip_isize(path: Path) -> int:
-    """The ISIZE field of a gzip file (its last 4 bytes, little-endian)."""
-    with open(path, "rb") as fh:
-        fh.seek(-4, 2)
-        return int.from_bytes(fh.read(4), "little")
-
-
 def _repetition_time(bold: Path, bold_json: Path | None, raw_layout) -> float:
     """RepetitionTime from fMRIPrep's sidecar, else from raw-BIDS sidecar inheritance."""
     if bold_json is not None:
@@ -204,7 +154,7 @@ def _repetition_time(bold: Path, bold_json: Path | None, raw_layout) -> float:
     if layout is not None:
         ents = _run_entities(bold.name)
         raw_name = "_".join(f"{k}-{v}" for k, v in ents.items()) + "_bold"
-        for raw in layout.get(subject=ents["sub"], suffix="bold", extension=_NIFTI):
+        for raw in layout.get(subject=ents["sub"], suffix="bold", extension=NIFTI_EXTENSIONS):
             if raw.filename.split(".", 1)[0] == raw_name:
                 meta = layout.get_metadata(raw.path)
                 if "RepetitionTime" in meta:
@@ -283,89 +233,6 @@ def _run_inputs(bold: Path, space: str, raw_layout, lesion: tuple) -> RunInputs:
         lesion_space=lesion[1],
         lesion_xfm=lesion[2],
     )
-
-
-def _lesion_candidates(layout, source_rank: int, sub: str, ses: str | None, space: str) -> list:
-    """(sort key, path, lesion space) for every lesion mask of ``sub`` in ``layout``."""
-    out = []
-    for f in layout.get(subject=sub, extension=_NIFTI):
-        ent = f.get_entities()
-        f_space, label, suffix = ent.get("space"), ent.get("label"), ent.get("suffix")
-        template = (
-            suffix == "mask"
-            and f_space not in (None, "T1w")
-            and (label == "lesion" or (label == "L" and ent.get("desc") == "T1lesion"))
-        )
-        t1w = label == "lesion" and (
-            (suffix == "roi" and f_space is None) or (suffix == "mask" and f_space == "T1w")
-        )
-        if not (template or t1w) or ent.get("session") not in (None, ses):
-            continue
-        pref = SPACE_PREFERENCE.index(f_space) if f_space in SPACE_PREFERENCE else 99
-        key = (ent.get("session") != ses, t1w, source_rank, f_space != space, pref, f.path)
-        out.append((key, Path(f.path), "T1w" if t1w else f_space))
-    return out
-
-
-def _find_lesion(layouts: list, fmriprep_layout, sub: str, ses: str | None, space: str) -> tuple:
-    """(lesion, lesion_space, lesion_xfm) for one run, or three Nones."""
-    candidates = []
-    for rank, layout in enumerate(layouts):
-        candidates += _lesion_candidates(layout, rank, sub, ses, space)
-    if not candidates:
-        return None, None, None
-    _, lesion, lesion_space = min(candidates, key=lambda c: c[0])
-    check_nifti(lesion)
-    if lesion_space != "T1w":
-        return lesion, lesion_space, None
-    xfms = fmriprep_layout.get(
-        subject=sub, suffix="xfm", mode="image", extension=".h5", **{"from": "T1w", "to": space}
-    )
-    xfms = sorted(
-        (x for x in xfms if x.get_entities().get("session") in (None, ses)),
-        key=lambda x: (x.get_entities().get("session") != ses, x.path),
-    )
-    if not xfms:
-        raise InputError(
-            f"lesion mask is in T1w space but fMRIPrep's sub-{sub}[_ses-*]_from-T1w_to-{space}"
-            f"_mode-image_xfm.h5 was not found under {fmriprep_layout.root}",
-            lesion,
-        )
-    return lesion, lesion_space, Path(xfms[0].path)
-
-
-def _normalise_side(value, *, participant: str, path) -> str:
-    text = "" if value is None else str(value).strip().lower()
-    if text in ("", "n/a", "nan", "na"):
-        return "n/a"
-    sides = {"l": "L", "left": "L", "r": "R", "right": "R"}
-    if text not in sides:
-        raise InputError(
-            f"lesion side of participant {participant!r} must be L, R, left or right "
-            f"(any case) or n/a, got {value!r}",
-            path,
-        )
-    return sides[text]
-
-
-def _participants_table(bids_dir: Path) -> tuple[dict, Path]:
-    """participants.tsv rows keyed by bare label ({} when the file is absent)."""
-    import pandas as pd
-
-    path = Path(bids_dir) / "participants.tsv"
-    if not path.is_file():
-        return {}, path
-    try:
-        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except Exception as exc:
-        raise InputError(f"unreadable participants table ({exc})", path) from exc
-    if "participant_id" not in table.columns:
-        raise InputError("participants.tsv has no participant_id column", path)
-    rows = {}
-    for row in table.to_dict(orient="records"):
-        pid = str(row["participant_id"]).strip()
-        rows[pid[4:] if pid.startswith("sub-") else pid] = row
-    return rows, path
 
 
 def _choose_space(bolds: list, space: str | None, sub: str, fmriprep_dir: Path) -> str:
@@ -449,7 +316,7 @@ def collect_participants(
     if participant_labels:
         labels = sorted({normalise_label(x) for x in participant_labels})
     sessions = [normalise_label(s, entity="session") for s in session_labels or []]
-    query = {"task": task, "desc": "preproc", "suffix": "bold", "extension": _NIFTI}
+    query = {"task": task, "desc": "preproc", "suffix": "bold", "extension": NIFTI_EXTENSIONS}
     query.update(_bold_filters(bids_filters))
     if sessions:
         query["session"] = sessions
@@ -487,7 +354,7 @@ def collect_participants(
     if raw_layout() is not None:
         lesion_layouts.append(raw_layout())
     lesion_layouts.append(fp)
-    table, table_path = _participants_table(bids_dir)
+    table, table_path = participants_table(bids_dir)
     out = []
     for sub in labels or found:
         bolds = [b for b in all_bolds if b.get_entities()["subject"] == sub]
@@ -498,10 +365,10 @@ def collect_participants(
                 by_run.setdefault(tuple(_run_entities(b.filename).items()), Path(b.path))
         runs = []
         for entities, bold in by_run.items():
-            lesion = _find_lesion(lesion_layouts, fp, sub, dict(entities).get("ses"), chosen)
+            lesion = find_lesion(lesion_layouts, fp, sub, dict(entities).get("ses"), chosen)
             runs.append(_run_inputs(bold, chosen, raw_layout, lesion))
         row = table.get(sub, {})
-        side = _normalise_side(row.get(lesion_side_column), participant=sub, path=table_path)
+        side = normalise_side(row.get(lesion_side_column), participant=sub, path=table_path)
         out.append(ParticipantInputs(sub, tuple(runs), side, dict(row)))
     return out
 
@@ -527,36 +394,3 @@ def check_run_lengths(run: RunInputs, *, dummy_scans: int, window_length: int) -
             f"window_length ({window_length}) = {dummy_scans + window_length}",
             run.bold,
         )
-
-
-def reconcile_lesion_side(table_side: str, mask_side: str, *, participant: str, path) -> str:
-    """Combine the lesion side from participants.tsv with the one estimated from the mask.
-
-    Parameters
-    ----------
-    table_side, mask_side : {"L", "R", "n/a"}
-    participant : str
-        Label, for the error message.
-    path : str or PathLike
-        The file named in the error (participants.tsv or the lesion mask).
-
-    Returns
-    -------
-    str
-        The known side ("n/a" when neither is known).
-
-    Raises
-    ------
-    InputError
-        If both are known and disagree.
-    """
-    for name, value in (("table_side", table_side), ("mask_side", mask_side)):
-        if value not in ("L", "R", "n/a"):
-            raise ValueError(f"{name} must be 'L', 'R' or 'n/a', got {value!r}")
-    if "n/a" not in (table_side, mask_side) and table_side != mask_side:
-        raise InputError(
-            f"participant '{participant}': lesion side {table_side} in participants.tsv "
-            f"but the lesion mask lies mostly in the {mask_side} hemisphere",
-            path,
-        )
-    return table_side if table_side != "n/a" else mask_side
