@@ -21,7 +21,8 @@ def run_group_level(config: Config) -> int:
     """Run the group level; return the exit status."""
     from bids_app.group.cache import build_cache
     from bids_app.group.cohort import load_cohort
-    from bids_app.outputs import atomic_write_json, write_run_config
+    from bids_app.outputs import atomic_write_json
+    from bids_app.provenance import write_run_config
 
     ex, gcfg = config.execution, config.group
     out = ex.output_dir

@@ -74,11 +74,9 @@ def run_participant_level(config: Config) -> int:
     from nipype import config as ncfg
 
     from bids_app.inputs import collect_participants
-    from bids_app.outputs import (
-        check_rerun,
+    from bids_app.outputs import check_rerun, discard_stage, new_stage
+    from bids_app.provenance import (
         container_info,
-        discard_stage,
-        new_stage,
         write_citation,
         write_dataset_description,
         write_run_config,
