@@ -11,7 +11,7 @@ rm -rf "$DEMO"
 mkdir -p "$DEMO"
 
 echo "== 1/3 synthetic BIDS dataset with fMRIPrep derivatives -> $DEMO/bids"
-"$BIN/strokedfc-demo-data" "$DEMO/bids" --participants "${DEMO_PARTICIPANTS:-12}" --random-seed 0
+"$BIN/strokedfc-demo-data" "$DEMO/bids" --participants "${DEMO_PARTICIPANTS:-20}" --random-seed 0
 
 echo "== 2/3 participant level -> $DEMO/derivatives/strokedfc"
 "$BIN/strokedfc" "$DEMO/bids" "$DEMO/derivatives/strokedfc" participant \
@@ -21,7 +21,7 @@ echo "== 2/3 participant level -> $DEMO/derivatives/strokedfc"
 
 echo "== 3/3 group level (CPU-sized 3D CNN, subject-level CV, states, statistics)"
 "$BIN/strokedfc" "$DEMO/bids" "$DEMO/derivatives/strokedfc" group -w "$DEMO/work" \
-  --width-multiplier 0.0625 --fc-width 32 --epochs "${DEMO_EPOCHS:-3}" --batch-size 32 \
+  --width-multiplier 0.0625 --fc-width 32 --epochs "${DEMO_EPOCHS:-5}" --batch-size 32 \
   --n-folds 3 --n-permutations 200 --num-workers 0 --nthreads 2 --device cpu \
   --kmeans-replicates 3 --k-range 2 5 --cluster-size 10 --fwe-permutations 100 \
   --random-seed 0
