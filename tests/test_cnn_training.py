@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.metrics import balanced_accuracy_score
 
 from bids_app.config import GroupConfig
 from bids_app.errors import ConfigError
@@ -215,7 +216,12 @@ def test_config_namespace_and_bad_model_rejected(tmp_path):
     assert [e["participant"] for e in s["excluded"]] == ["sub-07"] and s["excluded"][0]["reason"]
     assert "sub-07" not in set(_read(tmp_path / "ok" / "splits.tsv").participant)
     assert s["pooled"]["n_participants"] == 6
-    assert 1 / 21 <= s["pooled"]["p_value"] <= 1
+    # the pooled participant-level balanced accuracy equals sklearn's on the soft votes
+    preds = _read(tmp_path / "ok" / "predictions.tsv")
+    votes = preds.groupby("participant").agg(y=("true_label", "first"), p=("probability", "mean"))
+    expected = balanced_accuracy_score(votes["y"], (votes["p"] >= 0.5).astype(int))
+    assert s["pooled"]["balanced_accuracy"] == pytest.approx(expected)
+    assert s["pooled"]["n_permutations"] == _cfg(n_folds=2).n_permutations
     bad = SimpleNamespace(**{**dataclasses.asdict(_cfg(n_folds=2)), "model": "svm"})
     with pytest.raises(ValueError, match="model must be"):
         run_cnn(cohort, cache, bad, out_dir=tmp_path / "cnn", random_seed=0)
