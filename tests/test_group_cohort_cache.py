@@ -213,7 +213,8 @@ def test_cache_reused_or_rebuilt(study, tmp_path):
     again = load_cohort(study.bids_dir, study.output_dir)
     assert build_cache(again, root, dtype="float32").data.dtype == np.float32
     assert (root / "data.dat").stat().st_ino != inode
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bids", "cache", "out"]
+    # no temporary build directory is left; the lock file of concurrent builders stays
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".cache.lock", "bids", "cache", "out"]
 
 
 def test_cache_errors(study, tmp_path):
@@ -229,3 +230,26 @@ def test_cache_errors(study, tmp_path):
     empty = load_cohort(study.bids_dir, study.output_dir, participant_labels=["05"])
     with pytest.raises(ValueError, match="no included runs"):
         build_cache(empty, tmp_path / "c2")
+
+
+def _build_in_child(args):
+    bids_dir, output_dir, root = args
+    cache = build_cache(load_cohort(bids_dir, output_dir), root)
+    return (root / "data.dat").stat().st_ino, len(cache.index)
+
+
+def test_concurrent_builders_share_one_cache(study, tmp_path):
+    # Fold jobs of a cluster array start at once: they must end with one consistent cache
+    # (one build, the others reuse it) and no leftover temporary directories.
+    import multiprocessing as mp
+
+    root = tmp_path / "cache"
+    args = [(study.bids_dir, study.output_dir, root)] * 2
+    with mp.get_context("fork").Pool(2) as pool:
+        results = pool.map(_build_in_child, args)
+    assert results[0] == results[1]  # same inode: the second job reused the first's build
+    cache = open_cache(root)
+    expected = load_cohort(study.bids_dir, study.output_dir)
+    reference = build_cache(expected, tmp_path / "reference")
+    np.testing.assert_array_equal(np.asarray(cache.data), np.asarray(reference.data))
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]

@@ -21,6 +21,7 @@ non-finite values (NaN) inside the mask are stored as 0.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -251,6 +252,26 @@ def build_cache(cohort, cache_dir: Path, *, dtype: str = "float16") -> GroupCach
     if not cohort.runs:
         raise ValueError("cohort has no included runs (every participant was excluded)")
     cache_dir = Path(cache_dir)
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Several jobs (e.g. one SLURM job per CNN fold) may start at once: one builds while the
+    # others wait on the lock, then find a matching manifest and reuse the cache.
+    with _build_lock(cache_dir):
+        return _build_or_reuse(cohort, cache_dir, dtype)
+
+
+@contextlib.contextmanager
+def _build_lock(cache_dir: Path):
+    import fcntl
+
+    with open(cache_dir.parent / f".{cache_dir.name}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _build_or_reuse(cohort, cache_dir: Path, dtype: str) -> GroupCache:
     manifest = _manifest(cohort, dtype)
     existing = cache_dir / "manifest.json"
     if existing.is_file() and (cache_dir / "data.dat").is_file():
@@ -263,7 +284,6 @@ def build_cache(cohort, cache_dir: Path, *, dtype: str = "float16") -> GroupCach
                 _write_index(_index(cohort), cache_dir / "index.tsv")
                 existing.write_text(json.dumps(manifest, indent=1))
             return open_cache(cache_dir)
-    cache_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}.tmp-", dir=cache_dir.parent))
     try:
         _build(cohort, tmp, dtype, manifest)
