@@ -213,3 +213,23 @@ def test_report_rejects_bad_subject(tmp_path):
     run = _run("sub-05_task-rest", np.random.default_rng(7), lesion=False, high_motion=False)
     with pytest.raises(ValueError, match="subject must be an alphanumeric label, got 'a_b'"):
         write_participant_report(Path(tmp_path), "a_b", [run], methods_html="", config_summary={})
+
+
+def test_seed_figure_adds_a_row_through_the_lesion():
+    import io
+
+    import matplotlib.image as mpimg
+
+    from bids_app.reports.figures import seed_figure
+
+    affine = np.diag([6.0, 6.0, 6.0, 1.0])
+    affine[:3, 3] = [-90.0, -126.0, -72.0]
+    bg = np.random.default_rng(0).random((31, 37, 31))
+    seed = np.zeros(bg.shape, bool)
+    seed[8, 17, 21] = True
+    lesion = np.zeros(bg.shape, bool)
+    lesion[11:13, 20:22, 13:15] = True  # subcortical: not in the slices through the seed
+    without = mpimg.imread(io.BytesIO(seed_figure(bg, seed, None, affine, (-38, -22, 56))))
+    with_lesion = mpimg.imread(io.BytesIO(seed_figure(bg, seed, lesion, affine, (-38, -22, 56))))
+    assert with_lesion.shape[0] == 2 * without.shape[0]
+    assert with_lesion.shape[1] == without.shape[1]

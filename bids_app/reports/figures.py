@@ -71,13 +71,36 @@ def seed_figure(
     affine: np.ndarray,
     seed_mni: Sequence[float],
 ) -> bytes:
-    """Sagittal, coronal and axial slices through the seed: seed in yellow, lesion in red."""
-    from matplotlib.colors import ListedColormap
-
+    """Slices through the seed (top row) and, when there is one, the lesion's centre of mass
+    (bottom row): seed in yellow, lesion in red."""
     bg, aff = to_ras(background, affine)
     seed, _ = to_ras(np.asarray(seed_mask, bool), affine)
     lesion = None if lesion_mask is None else to_ras(np.asarray(lesion_mask, bool), affine)[0]
-    i, j, k = seed_voxel(seed, aff, seed_mni)
+    centres = [seed_voxel(seed, aff, seed_mni)]
+    if lesion is not None and lesion.any():
+        centres.append(tuple(int(v) for v in np.rint(np.argwhere(lesion).mean(axis=0))))
+    vmin, vmax = _robust(bg)
+    fig = _new_figure(7.5, 2.8 * len(centres))
+    for row, centre in enumerate(centres):
+        _ortho_row(
+            fig,
+            row,
+            len(centres),
+            bg,
+            (vmin, vmax),
+            aff,
+            centre,
+            [(lesion, "red"), (seed, "yellow")],
+        )
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _ortho_row(fig, row, n_rows, bg, limits, aff, centre, overlays) -> None:
+    """Sagittal, coronal and axial slices through voxel ``centre`` with mask overlays."""
+    from matplotlib.colors import ListedColormap
+
+    i, j, k = centre
     vox = np.sqrt((aff[:3, :3] ** 2).sum(axis=0))
     views = [
         ("x", lambda a: a[i, :, :].T, vox[2] / vox[1]),
@@ -85,12 +108,12 @@ def seed_figure(
         ("z", lambda a: a[:, :, k].T, vox[1] / vox[0]),
     ]
     world = aff @ np.array([i, j, k, 1.0])
-    vmin, vmax = _robust(bg)
-    fig = _new_figure(7.5, 2.8)
     for n, (name, cut, aspect) in enumerate(views):
-        ax = fig.add_subplot(1, 3, n + 1)
-        ax.imshow(cut(bg), cmap="gray", vmin=vmin, vmax=vmax, origin="lower", aspect=aspect)
-        for mask, colour in ((lesion, "red"), (seed, "yellow")):
+        ax = fig.add_subplot(n_rows, 3, 3 * row + n + 1)
+        ax.imshow(
+            cut(bg), cmap="gray", vmin=limits[0], vmax=limits[1], origin="lower", aspect=aspect
+        )
+        for mask, colour in overlays:
             if mask is not None:
                 sl = cut(mask)
                 ax.imshow(
@@ -99,10 +122,9 @@ def seed_figure(
                 )  # fmt: skip
         ax.set_title(f"{name} = {world[n]:.0f} mm", fontsize=8)
         _off(ax)
-    fig.axes[2].text(0.02, 0.02, "L", color="w", transform=fig.axes[2].transAxes, fontsize=8)
-    fig.axes[2].text(0.92, 0.02, "R", color="w", transform=fig.axes[2].transAxes, fontsize=8)
-    fig.tight_layout()
-    return _png(fig)
+        if name == "z":
+            ax.text(0.02, 0.02, "L", color="w", transform=ax.transAxes, fontsize=8)
+            ax.text(0.92, 0.02, "R", color="w", transform=ax.transAxes, fontsize=8)
 
 
 def _carpet_image(series: np.ndarray, max_rows: int) -> np.ndarray:
