@@ -69,6 +69,13 @@ def _cnn(unit):
         "metrics": {"participant": m, "window": m},
         "leakage_warning": "Cross-validation was over windows." if unit == "window" else None,
         "figures": ["figures/roc.png"],
+        "pooled": {
+            "n_participants": 8,
+            "balanced_accuracy": 0.625,
+            "auc": 0.7,
+            "p_value": 0.2345,
+            "n_permutations": 1000,
+        },
     }
 
 
@@ -101,6 +108,10 @@ def test_report_sections_images_and_leakage(group_run, unit):
     assert "sub-77" in text  # excluded participant listed
     assert "FWE-corrected" in text and "Uncorrected clusters" in text
     assert "k-medians" in text and "Allen et al. (2014)" in text
+    # the pooled participant-level permutation test is stated next to the headline numbers
+    headline = text[text.index('id="headline"') : text.index('id="cohort"')]
+    assert "62.50% balanced accuracy of the 8 participants" in headline
+    assert "p = 0.234 (1000 shuffles" in headline
 
 
 def test_report_marks_skipped_parts(group_run):

@@ -81,6 +81,14 @@ def cnn_headline(cnn: dict) -> str:
     )
     out = "<p>" + "<br>".join(parts or ["no finished folds"]) + "</p>"
     out += f"<p>{esc(meaning)}</p>"
+    pooled = cnn.get("pooled") or {}
+    if pooled.get("p_value") is not None:
+        out += (
+            f"<p>Pooled over folds: {_pct(pooled['balanced_accuracy'])}% balanced accuracy of "
+            f"the {pooled['n_participants']} participants' out-of-fold scores, permutation "
+            f"p = {pooled['p_value']:.3g} ({pooled['n_permutations']} shuffles of participant "
+            "labels).</p>"
+        )
     if unit == "window":
         warn = cnn.get("leakage_warning") or meaning
         out += f'<p class="warning">Leakage warning: {esc(warn)}</p>'
