@@ -7,6 +7,7 @@ failure or an interrupt never leaves a half-written participant.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -246,7 +247,17 @@ def _report_data(report_file: str, max_motion: float, seed_mni: list[float]):
 
 
 def _template_background(shape: tuple, affine: np.ndarray) -> np.ndarray | None:
-    """nilearn's packaged MNI152 (2009a sym) T1 template on the output grid, if available."""
+    """nilearn's packaged MNI152 (2009a sym) T1 template on the output grid, if available.
+
+    Every run of a participant shares the output grid: the template is loaded and resampled
+    once per grid (cached; callers only read the array).
+    """
+    return _template_on_grid(tuple(int(n) for n in shape), tuple(map(tuple, np.asarray(affine))))
+
+
+@functools.lru_cache(maxsize=2)
+def _template_on_grid(shape: tuple, affine_rows: tuple) -> np.ndarray | None:
+    affine = np.asarray(affine_rows, dtype=float)
     try:
         from nilearn.datasets import load_mni152_template
 
