@@ -7,7 +7,6 @@ workflow builders and group functions receive the section they need as an argume
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import tomllib
@@ -333,8 +332,3 @@ def load_toml(path: Path) -> dict[str, dict[str, Any]]:
             raise ConfigError(f"unknown option {key!r}", path)
         sections[owners[name]][name] = value
     return sections
-
-
-def replace_section(section: Any, **changes: Any) -> Any:
-    """Return a copy of a config section with some fields changed."""
-    return dataclasses.replace(section, **changes)

@@ -15,7 +15,6 @@ from nipype.interfaces.base import (
     File,
     SimpleInterface,
     TraitedSpec,
-    Undefined,
     isdefined,
     traits,
 )
@@ -186,7 +185,7 @@ class SeedDFC(SimpleInterface):
         brain = _mask(self.inputs.mask_file)
         seed = _mask(self.inputs.seed_file)
         lesion = np.zeros_like(brain)
-        if self.inputs.lesion_file not in (None, Undefined) and isdefined(self.inputs.lesion_file):
+        if isdefined(self.inputs.lesion_file) and self.inputs.lesion_file:
             lesion = _mask(self.inputs.lesion_file)
         seed_series = data[seed].astype(np.float64).mean(axis=0)
         voxels = data[brain]  # (V, T)
